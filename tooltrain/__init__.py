@@ -1,0 +1,1 @@
+"""Shared logic for the tool-discrimination training pipeline (data, models, training, benchmark)."""
