@@ -1,0 +1,134 @@
+"""Small units of the data pipeline: extraction, tools confinement, docstrings, splits, atomic writes."""
+
+import random
+
+import pytest
+
+from tests.fixture_repos import make_repos
+from tooltrain import tools
+from tooltrain.docstrings import clean_docstring
+from tooltrain.extract import extract_repos
+from tooltrain.io import MalformedJSONL, read_jsonl, write_jsonl
+from tooltrain.split import SplitError, grouped_split
+
+
+@pytest.fixture
+def repos(tmp_path):
+    make_repos(tmp_path)
+    return tmp_path
+
+
+def test_extraction_finds_symbols_and_counts_skips(repos):
+    (repos / "gadgets" / "huge.py").write_text("x = 1\n" * 200_000)
+    result = extract_repos(repos, ["gadgets"], workers=1)
+    assert result.scanned == 16
+    assert dict(result.skipped) == {"binary": 1, "not_utf8": 1, "syntax_error": 2, "huge": 1}
+    facts = next(f for f in result.files if f.path == "gadgets/src/gadgets/hinge.py")
+    kinds = {(s.kind, s.name) for s in facts.symbols}
+    assert {("class", "HingePart"), ("method", "assemble_hinge"), ("async_function", "fetch_hinge_parts"),
+            ("function", "build_hinge_report")} <= kinds
+    part = next(s for s in facts.symbols if s.name == "HingePart")
+    assert part.bases == ("HingeBase",) and part.qualname == "gadgets.hinge.HingePart"
+    assemble = next(s for s in facts.symbols if s.name == "assemble_hinge")
+    assert assemble.owner == "HingePart" and assemble.decorators[0][0] == "register_hinge"
+    assert ("HingeError", 34) in facts.raises and ("gadgets.core", 6) in facts.imports
+    assert facts.strings == [("No pieces were given for assembly of hinge", 34)]
+
+
+def test_parallel_extraction_matches_serial(repos):
+    serial = extract_repos(repos, ["gadgets", "bolts"], workers=1)
+    parallel = extract_repos(repos, ["gadgets", "bolts"], workers=2)
+    assert serial.files == parallel.files
+
+
+def test_grep_finds_lines_and_read_opens_files(repos):
+    hits = tools.grep(repos, r"class HingePart\b", "gadgets")
+    assert [(h.path, h.line) for h in hits] == [("gadgets/src/gadgets/hinge.py", 28)]
+    assert tools.read(repos, "gadgets/README.md").startswith("# gadgets")
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../secret", "gadgets/../../x", "~/x", ""])
+def test_paths_outside_the_root_are_refused(repos, path):
+    with pytest.raises(tools.ToolError):
+        tools.read(repos, path)
+    with pytest.raises(tools.ToolError):
+        tools.grep(repos, "x", path)
+
+
+def test_symlink_escape_is_refused(repos, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret.txt").write_text("password = hunter2\n")
+    (repos / "gadgets" / "link.txt").symlink_to(outside / "secret.txt")
+    (repos / "gadgets" / "linkdir").symlink_to(outside)
+    with pytest.raises(tools.ToolError, match="leaves the repos root"):
+        tools.read(repos, "gadgets/link.txt")
+    with pytest.raises(tools.ToolError, match="leaves the repos root"):
+        tools.grep(repos, "password", "gadgets/linkdir")
+    assert tools.grep(repos, "hunter2", "gadgets") == []
+
+
+def test_catastrophic_regex_is_stopped(repos):
+    (repos / "gadgets" / "evil.txt").write_text("a" * 40 + "!\n")
+    with pytest.raises(tools.ToolError, match="longer than"):
+        tools.grep(repos, r"(a|aa)+$", "gadgets/evil.txt", timeout=0.2)
+
+
+def test_invalid_regex_is_a_tool_error(repos):
+    with pytest.raises(tools.ToolError, match="invalid regular expression"):
+        tools.grep(repos, "class (", "gadgets")
+
+
+def test_docstring_cleaning():
+    doc = """Represents a :class:`~flask.Blueprint`, a ``collection`` of routes registered on an app later.
+
+    :param name: the name.
+    """
+    assert clean_docstring(doc) == "Represents a Blueprint, a `collection` of routes registered on an app later."
+    assert clean_docstring(">>> run()\nSomething that is long enough to count as prose here.") is None
+    assert clean_docstring("Too short.") is None
+
+
+def rows_for_split(n_groups: int, size: int) -> list[dict]:
+    return [{"id": f"r{g}-{k}", "label": "grep" if g % 2 else "read",
+             "source": {"repo": "x", "path": f"x/f{g}.py", "symbol": f"s{g}", "line": k},
+             "messages": [{"role": "user", "content": f"question {g} {k} {'z' * g}"}]}
+            for g in range(n_groups) for k in range(size)]
+
+
+def test_grouped_split_is_exact_and_keeps_groups_whole():
+    rows = rows_for_split(30, 2)
+    train, valid = grouped_split(rows, 12, random.Random(0))
+    assert len(valid) == 12 and len(train) == 48
+    assert not {r["source"]["path"] for r in train} & {r["source"]["path"] for r in valid}
+
+
+def test_grouped_split_keeps_fixed_sides_and_fails_clearly():
+    rows = rows_for_split(10, 2)
+    fixed = {0: "valid", 1: "valid", 2: "train"}
+    train, valid = grouped_split(rows, 6, random.Random(1), fixed)
+    assert {"r0-0", "r0-1"} <= {r["id"] for r in valid} and "r1-0" in {r["id"] for r in train}
+    with pytest.raises(SplitError, match="exactly 5"):
+        grouped_split(rows, 5, random.Random(0))
+    with pytest.raises(SplitError, match="both sides"):
+        grouped_split(rows, 6, random.Random(0), {0: "valid", 1: "train"})
+
+
+def test_interrupted_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "rows.jsonl"
+    write_jsonl(target, [{"a": 1}])
+
+    def rows():
+        yield {"a": 2}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(target, rows())
+    assert read_jsonl(target) == [{"a": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(MalformedJSONL, match="bad.jsonl:2: expected a JSON object"):
+        read_jsonl(path)

@@ -1,0 +1,29 @@
+"""Argument helpers the stage scripts share: repos by role, seed, counts per label."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import paths, repos
+
+
+def add_common(parser: argparse.ArgumentParser, counts: dict[str, int] | None = None) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="one seed for all randomness (default 0)")
+    parser.add_argument("--repos-root", type=Path, default=paths.REPOS_ROOT, help="where the repositories are")
+    parser.add_argument("--manifest", type=Path, default=paths.REPO_MANIFEST, help="pinned repo manifest")
+    for label, default in (counts or {}).items():
+        parser.add_argument(f"--{label}", type=int, default=default, help=f"{label} examples (default {default})")
+
+
+def repo_names(manifest: Path, role: str) -> list[str]:
+    """Names of the manifest's repositories of one role, in manifest order."""
+    return [spec.name for spec in repos.select(repos.load_manifest(manifest), role=role)]
+
+
+def run(main) -> None:
+    """Run a stage; a known failure prints one clear line and exits 1 instead of a traceback."""
+    try:
+        main()
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None

@@ -1,0 +1,94 @@
+"""Provenance beside every output: a manifest (JSON, written last) and a short data card (markdown)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from .io import write_json, write_text
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def question_of(row: dict) -> str:
+    return next(m["content"] for m in row["messages"] if m["role"] == "user")
+
+
+def answer_of(row: dict) -> str:
+    """The assistant turn as text: the answer, or the tool call as JSON."""
+    message = row["messages"][-1]
+    if message.get("tool_calls"):
+        return json.dumps(message["tool_calls"][0]["function"], ensure_ascii=False)
+    return message.get("content") or ""
+
+
+def _lengths(texts: list[str]) -> dict:
+    sizes = [len(t) for t in texts] or [0]
+    return {"min": min(sizes), "median": statistics.median(sizes), "mean": round(statistics.fmean(sizes), 1),
+            "max": max(sizes)}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Counts per label, repo, domain and intent, distinct question shapes per label, text lengths."""
+    shapes: dict[str, set] = {}
+    for row in rows:
+        shapes.setdefault(row["label"], set()).add(row["source"].get("shape"))
+    return {
+        "examples": len(rows),
+        "per_label": dict(sorted(Counter(r["label"] for r in rows).items())),
+        "per_repo": dict(sorted(Counter(str(r["source"]["repo"]) for r in rows).items())),
+        "per_domain": dict(sorted(Counter(r["domain"] for r in rows).items())),
+        "per_intent": dict(sorted(Counter(f'{r["label"]}/{r["source"].get("intent")}' for r in rows).items())),
+        "question_shapes_per_label": {label: len(s) for label, s in sorted(shapes.items())},
+        "question_chars": _lengths([question_of(r) for r in rows]),
+        "answer_chars": {label: _lengths([answer_of(r) for r in rows if r["label"] == label])
+                         for label in sorted(shapes)},
+    }
+
+
+def source_versions(repos_root: Path, repos: list[str]) -> dict:
+    """What each repository was fetched as (from the clone step's pin files), or null if unknown."""
+    versions = {}
+    for repo in repos:
+        pin = Path(repos_root) / ".pins" / f"{repo}.json"
+        versions[repo] = json.loads(pin.read_text()) if pin.exists() else None
+    return versions
+
+
+def _table(title: str, counts: dict) -> str:
+    lines = [f"| {title} | examples |", "|---|---:|"]
+    lines += [f"| {key} | {value} |" for key, value in counts.items()]
+    return "\n".join(lines)
+
+
+def data_card(title: str, summary: dict, notes: list[str]) -> str:
+    parts = [f"# {title}", "", *notes, "", f"Examples: **{summary['examples']}**", ""]
+    for key, heading in (("per_label", "label"), ("per_repo", "repo"), ("per_domain", "domain"),
+                         ("per_intent", "label/intent")):
+        parts += [_table(heading, summary[key]), ""]
+    q = summary["question_chars"]
+    parts.append(f"Question length (chars): min {q['min']}, median {q['median']}, mean {q['mean']}, max {q['max']}.")
+    for label, a in summary["answer_chars"].items():
+        parts.append(f"Answer length for {label} (chars): min {a['min']}, median {a['median']}, max {a['max']}.")
+    shapes = ", ".join(f"{label} {n}" for label, n in summary["question_shapes_per_label"].items())
+    parts += ["", f"Distinct question shapes: {shapes}.", ""]
+    return "\n".join(parts)
+
+
+def write_provenance(out_dir: Path, title: str, manifest: dict, rows: list[dict], notes: list[str]) -> None:
+    """Write DATA_CARD.md, then manifest.json last (its presence marks the stage complete)."""
+    summary = summarize(rows)
+    manifest = {**manifest, "summary": summary}
+    files = manifest.get("files", {})
+    manifest["files"] = {name: sha256_file(Path(out_dir) / name) for name in files}
+    write_text(Path(out_dir) / "DATA_CARD.md", data_card(title, summary, notes))
+    write_json(Path(out_dir) / "manifest.json", manifest)
