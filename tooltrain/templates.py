@@ -128,11 +128,19 @@ DIRECT = {
         "How would you describe {Repo}'s {name} to a newcomer?",
         "What is the role of {name} in {Repo}, in a sentence or two?",
         "Without looking at the code, what is {Repo}'s {name} for?",
+        "I keep seeing {name} in {Repo} code. What is it?",
+        "Can you explain, in plain words, what {Repo}'s {name} is?",
+        "What's the point of {name} in {Repo}?",
+        "Tell me what {name} means in the context of {Repo}.",
+        "Quick question: what does {Repo}'s {name} represent?",
+        "Describe the purpose of {name} in {Repo}.",
     ],
     "module_concept": [
         "What is the {module} module of {Repo} responsible for?",
         "In general terms, what does {Repo}'s {module} module cover?",
         "Explain what {module} is about in {Repo}.",
+        "Why does {Repo} have a {module} module? What goes in it?",
+        "Give me the one-paragraph summary of {Repo}'s {module} module.",
     ],
 }
 
