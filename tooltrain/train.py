@@ -1,0 +1,278 @@
+"""LoRA training through mlx-lm's own trainer, with a record of what happened.
+
+The per-phase YAML is an ordinary `mlx_lm.lora -c` config. We load it the way
+`mlx_lm.lora` does (its CONFIG_DEFAULTS under the YAML under the command line),
+then call `mlx_lm.lora.train_model` with a callback that logs every loss report,
+saves the adapter whenever validation loss reaches a new best, and lets an
+interrupted run resume from its last checkpoint. At the end `adapters.safetensors`
+holds the best-validation weights (the last ones stay in `last_adapters.safetensors`),
+and `training_record.json` and `loss_curves.png` sit beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+import types
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from .io import atomic_write, read_jsonl, write_json
+
+LOG_FILE = "train_log.jsonl"
+RECORD_FILE = "training_record.json"
+PLOT_FILE = "loss_curves.png"
+ADAPTER_FILE = "adapters.safetensors"  # what mlx-lm loads: the best-validation weights once training ends
+LAST_FILE = "last_adapters.safetensors"
+BEST_SNAPSHOT = "best_adapters.safetensors"
+RESUME_FILE = "resume_adapters.safetensors"
+RESUME_STATE = "resume.json"
+
+
+class TrainingInputError(ValueError):
+    """Bad training input: missing model or data, malformed rows, batch larger than the data."""
+
+
+def load_config(path: Path, **overrides) -> types.SimpleNamespace:
+    """mlx-lm's defaults, under the YAML file, under non-None `overrides` (as `mlx_lm.lora -c` does)."""
+    from mlx_lm.lora import CONFIG_DEFAULTS, yaml_loader
+
+    with open(path) as f:
+        config = yaml.load(f, yaml_loader) or {}
+    merged = {**CONFIG_DEFAULTS, **config, **{k: v for k, v in overrides.items() if v is not None}}
+    merged["config"] = str(path)
+    return types.SimpleNamespace(**merged)
+
+
+def check_data(data_dir: Path, batch_size: int) -> dict[str, int]:
+    """Row counts of train/valid; a clear error for a missing, empty or malformed folder or a too-large batch."""
+    counts = {}
+    for split in ("train", "valid"):
+        path = Path(data_dir) / f"{split}.jsonl"
+        if not path.exists():
+            raise TrainingInputError(f"{path} is missing (build the data first: make data)")
+        rows = read_jsonl(path)
+        bad = next((i for i, row in enumerate(rows, 1) if "messages" not in row), None)
+        if bad:
+            raise TrainingInputError(f"{path}: row {bad} has no 'messages' (not mlx-lm's chat format)")
+        if len(rows) < batch_size:
+            raise TrainingInputError(f"{path} has {len(rows)} rows, fewer than batch_size={batch_size}")
+        counts[split] = len(rows)
+    return counts
+
+
+def file_digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class Recorder:
+    """mlx-lm TrainingCallback: logs loss reports, keeps the best-validation adapter."""
+
+    def __init__(self, model, adapter_dir: Path, save_every: int, offset: int = 0, best: float = float("inf")):
+        self.model = model
+        self.dir = Path(adapter_dir)
+        self.save_every = save_every
+        self.offset = offset  # iterations done before a resume
+        self.best = best
+
+    def _log(self, entry: dict) -> None:
+        with open(self.dir / LOG_FILE, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def on_train_loss_report(self, info: dict) -> None:
+        # Reported after the step, so the weights now hold exactly `iteration` updates.
+        iteration = info["iteration"] + self.offset
+        self._log({"kind": "train", **info, "iteration": iteration})
+        if iteration % self.save_every == 0:
+            self.save(self.dir / RESUME_FILE)
+            write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best})
+
+    def on_val_loss_report(self, info: dict) -> None:
+        # mlx-lm reports validation before the step: "iteration" counts the updates already applied.
+        iteration = info["iteration"] + self.offset
+        self._log({"kind": "val", "iteration": iteration, "val_loss": info["val_loss"], "val_time": info["val_time"]})
+        if info["val_loss"] < self.best:
+            self.best = info["val_loss"]
+            self.save(self.dir / BEST_SNAPSHOT)
+
+    def save(self, path: Path) -> None:
+        import mlx.core as mx
+        from mlx.utils import tree_flatten
+
+        weights = dict(tree_flatten(self.model.trainable_parameters()))
+        tmp = path.with_name(path.name + ".tmp.safetensors")
+        mx.save_safetensors(str(tmp), weights)
+        tmp.replace(path)
+
+
+def read_log(adapter_dir: Path) -> list[dict]:
+    path = Path(adapter_dir) / LOG_FILE
+    return read_jsonl(path) if path.exists() else []
+
+
+def resume_state(adapter_dir: Path) -> dict | None:
+    """{"iteration", "best_val_loss"} of an interrupted run's last checkpoint, or None."""
+    state = Path(adapter_dir) / RESUME_STATE
+    if state.exists() and (Path(adapter_dir) / RESUME_FILE).exists():
+        return json.loads(state.read_text())
+    return None
+
+
+def _peak_memory_gb() -> dict:
+    import mlx.core as mx
+
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    rss_gb = rss_kb / 1e9 if sys.platform == "darwin" else rss_kb / 1e6
+    return {"mlx_peak_gb": round(mx.get_peak_memory() / 1e9, 3), "process_peak_rss_gb": round(rss_gb, 3)}
+
+
+def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
+    """Train (or resume) one adapter as `args` says; returns and writes the training record."""
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.lora import load_dataset, train_model
+    from mlx_lm.tuner.datasets import CacheDataset
+    from mlx_lm.tuner.trainer import evaluate
+
+    adapter_dir = Path(args.adapter_path)
+    counts = check_data(Path(args.data), args.batch_size)
+    if (adapter_dir / RECORD_FILE).exists():
+        (adapter_dir / RECORD_FILE).unlink()  # a new run invalidates the old record
+    state = resume_state(adapter_dir)
+    if state is None:
+        for name in (LOG_FILE, BEST_SNAPSHOT):
+            (adapter_dir / name).unlink(missing_ok=True)
+    total_iters, done = args.iters, state["iteration"] if state else 0
+    if state:
+        print(f"resuming {adapter_dir} from iteration {done} of {total_iters} "
+              "(weights restored; optimizer state and data order start afresh)")
+    started = time.perf_counter()
+    model, tokenizer = load(str(args.model))
+    train_set, valid_set, _ = load_dataset(args, tokenizer)
+    save_every = args.save_every
+    recorder = Recorder(model, adapter_dir, save_every, offset=done,
+                        best=state["best_val_loss"] if state else float("inf"))
+    # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
+    run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
+                                        "resume_adapter_file": str(adapter_dir / RESUME_FILE) if state else None})
+    if run_args.iters > 0:
+        train_model(run_args, model, train_set, valid_set, recorder)
+    # The trainer's last validation ran before its last step: measure the final weights too.
+    final_val = evaluate(model=model, dataset=CacheDataset(valid_set), batch_size=args.batch_size,
+                         num_batches=args.val_batches, max_seq_length=args.max_seq_length)
+    recorder.on_val_loss_report({"iteration": total_iters - done, "val_loss": final_val, "val_time": 0.0})
+    recorder.save(adapter_dir / LAST_FILE)
+    shutil.copyfile(adapter_dir / BEST_SNAPSHOT, adapter_dir / ADAPTER_FILE)
+    for name in (BEST_SNAPSHOT, RESUME_FILE, RESUME_STATE):
+        (adapter_dir / name).unlink(missing_ok=True)
+    record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
+    record["peak_memory"] = _peak_memory_gb()
+    write_json(adapter_dir / RECORD_FILE, record)
+    plot_losses(read_log(adapter_dir), adapter_dir / PLOT_FILE, f"{Path(args.adapter_path).name}: {args.model}")
+    return record
+
+
+def build_record(args, log: list[dict], counts: dict, wall_s: float, environment: dict) -> dict:
+    vals = [e for e in log if e["kind"] == "val"]
+    trains = [e for e in log if e["kind"] == "train"]
+    first, last = vals[0]["val_loss"], vals[-1]["val_loss"]
+    best = min(vals, key=lambda e: e["val_loss"])
+    data_files = [Path(args.data) / "train.jsonl", Path(args.data) / "valid.jsonl"]
+    return {
+        "model": str(args.model),
+        "data": str(args.data),
+        "data_sha256": file_digest(*data_files),
+        "rows": counts,
+        "config": args.config,
+        "iters": args.iters, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "num_layers": args.num_layers, "lora_parameters": args.lora_parameters, "mask_prompt": args.mask_prompt,
+        "seed": args.seed,
+        "val_loss_first": round(first, 4), "val_loss_last": round(last, 4),
+        "val_loss_improvement_pct": round(100 * (first - last) / first, 1),
+        "val_loss_best": round(best["val_loss"], 4), "best_iteration": best["iteration"],
+        "kept_adapter": f"{ADAPTER_FILE} = iteration {best['iteration']} (best validation loss)",
+        "train_loss_last": round(trains[-1]["train_loss"], 4) if trains else None,
+        "tokens_per_second": round(sum(e["tokens_per_second"] for e in trains) / len(trains), 1) if trains else None,
+        "trained_tokens": sum(e["trained_tokens"] for e in trains[-1:]) if trains else 0,
+        "wall_time_s": round(wall_s, 1),
+        "adapter_size_bytes": (Path(args.adapter_path) / ADAPTER_FILE).stat().st_size,
+        **environment,
+    }
+
+
+def plot_losses(log: list[dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kind, key, style in (("train", "train_loss", "-"), ("val", "val_loss", "o-")):
+        points = [(e["iteration"], e[key]) for e in log if e["kind"] == kind]
+        if points:
+            ax.plot(*zip(*points), style, label=f"{kind} loss", markersize=4)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+
+
+REEXEC_MARK = "TOOLTRAIN_BLAS_CHECKED"
+
+
+def reexec_with_optimized_blas() -> None:
+    """On Linux, run this same command again, once, with an optimized BLAS preloaded when one is usable."""
+    if os.environ.get(REEXEC_MARK) or platform.system() != "Linux":
+        return
+    from .blas import optimized_env
+
+    plan = optimized_env()
+    print(f"blas: {plan.reason}", flush=True)
+    env = {**os.environ, **plan.vars, REEXEC_MARK: "1"}
+    if plan.optimized:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    os.environ[REEXEC_MARK] = "1"
+
+
+def environment_report(base_note: str) -> dict:
+    """Device, BLAS and base-model path of this process, for the training record."""
+    import mlx.core as mx
+
+    from .blas import detect
+
+    info = detect()
+    return {"device": str(mx.default_device()), "blas": info.blas, "blas_detail": asdict(info),
+            "base_path": base_note, "platform": platform.platform()}
+
+
+def train_phase(config_path: Path, **overrides) -> dict:
+    """The whole of `scripts/train_adapter.py`: config, CPU base, train, record."""
+    from .modelprep import check_folder, is_local, training_base
+
+    reexec_with_optimized_blas()
+    args = load_config(config_path, **overrides)
+    if is_local(args.model):
+        check_folder(Path(args.model))  # a missing or broken folder is a clear ModelError
+    args.base_model = str(args.model)
+    args.model, note = training_base(args.model)
+    print(f"training base: {args.model} ({note})", flush=True)
+    record = run_training(args, environment_report(note))
+    record["base_model"] = args.base_model
+    write_json(Path(args.adapter_path) / RECORD_FILE, record)
+    return record
