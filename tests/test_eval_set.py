@@ -1,0 +1,158 @@
+"""The project's own held-out eval set (data/eval/unseen_repos.jsonl): format, balance, and every check
+verified against the real eval repositories (role "eval" in configs/repos.toml, never trained on).
+
+The repo-backed test is slow: it fetches the eval repos into data/repos/ when they are not at their
+pins (the clone script, package-index route when the git host is unreachable), then greps and reads
+every case with the project's own confined tools.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import regex
+
+from tooltrain import paths, repos, tools
+from tooltrain.io import read_jsonl
+
+ROOT = paths.PROJECT_ROOT
+EVAL_FILE = ROOT / "data" / "eval" / "unseen_repos.jsonl"
+LABELS = ("grep", "read", "direct")
+KEYS = {"id", "question", "repo", "expected", "check", "tags"}
+CHECK_KEYS = {"grep": {"must_find", "in_file"}, "read": {"path"}, "direct": set()}
+DIRECT_KINDS = {"names-repo", "general", "off-topic"}
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[dict]:
+    return read_jsonl(EVAL_FILE)
+
+
+@pytest.fixture(scope="module")
+def eval_specs() -> dict[str, repos.RepoSpec]:
+    return {spec.name: spec for spec in repos.select(repos.load_manifest(paths.REPO_MANIFEST), role="eval")}
+
+
+def test_format(cases, eval_specs):
+    assert cases, f"{EVAL_FILE} is empty"
+    ids = [case.get("id") for case in cases]
+    assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
+    questions = [str(case.get("question", "")).strip().lower() for case in cases]
+    assert len(questions) == len(set(questions)), [q for q, n in Counter(questions).items() if n > 1]
+    for case in cases:
+        where = case.get("id")
+        assert set(case) == KEYS, f"{where}: keys {sorted(case)}"
+        assert re.fullmatch(r"u\d{3}", case["id"]), where
+        assert isinstance(case["question"], str) and case["question"].strip() == case["question"] != "", where
+        label = case["expected"]
+        assert label in LABELS, f"{where}: expected {label!r}"
+        assert isinstance(case["check"], dict) and set(case["check"]) == CHECK_KEYS[label], f"{where}: check"
+        assert all(isinstance(v, str) and v for v in case["check"].values()), f"{where}: check values"
+        tags = case["tags"]
+        assert isinstance(tags, list) and all(isinstance(t, str) for t in tags) and tags[0] == label, where
+        repo = case["repo"]
+        assert repo is None or repo in eval_specs, f"{where}: repo {repo!r} is not an eval repo"
+        if label in ("grep", "read"):
+            assert repo is not None, f"{where}: a {label} case names its repo"
+            target = case["check"]["in_file" if label == "grep" else "path"]
+            assert target.startswith(f"{repo}/") and ".." not in Path(target).parts, f"{where}: {target}"
+            assert "\n" not in case["check"].get("must_find", ""), f"{where}: must_find spans lines"
+        else:
+            kind = tags[1]
+            assert kind in DIRECT_KINDS, f"{where}: direct kind {kind!r}"
+            assert (repo is not None) == (kind == "names-repo"), f"{where}: repo vs {kind}"
+            if repo:  # a conceptual question that names the library ("Jinja" names jinja2)
+                assert repo.rstrip("0123456789") in case["question"].lower(), f"{where}: does not name {repo}"
+
+
+def test_counts_and_spread(cases, eval_specs):
+    per_label = Counter(case["expected"] for case in cases)
+    assert len(cases) >= 150, per_label
+    assert all(per_label[label] >= 50 for label in LABELS), per_label
+    for label in ("grep", "read"):
+        per_repo = Counter(case["repo"] for case in cases if case["expected"] == label)
+        assert set(per_repo) == set(eval_specs), f"{label}: {per_repo}"
+        assert min(per_repo.values()) >= 10, f"{label}: {per_repo}"
+    kinds = Counter(case["tags"][1] for case in cases if case["expected"] == "direct")
+    assert kinds["names-repo"] >= 25 and kinds["general"] >= 10 and kinds["off-topic"] >= 10, kinds
+    named = {case["repo"] for case in cases if case["expected"] == "direct" and case["repo"]}
+    assert named == set(eval_specs), named
+    # Off-topic requests that sound like searches ("Find ...", "Look up ...") are in the set on purpose.
+    search_like = [case for case in cases if case["tags"][1:2] == ["off-topic"]
+                   and re.match(r"(find|search|look up|show me)\b", case["question"], re.I)]
+    assert len(search_like) >= 4, len(search_like)
+
+
+def test_eval_repos_are_never_training_sources(cases, eval_specs):
+    specs = repos.load_manifest(paths.REPO_MANIFEST)
+    training = {spec.name for spec in specs if spec.role in ("train", "phase5")}
+    assert eval_specs, "configs/repos.toml has no role = \"eval\" repositories"
+    asked = {case["repo"] for case in cases if case["repo"]}
+    assert asked <= set(eval_specs), asked - set(eval_specs)
+    assert not (asked & training), asked & training
+
+
+def _training_questions() -> set[str]:
+    """User questions of every training example file present, plus the curated question lists."""
+    questions = set()
+    for path in sorted(paths.DATA.glob(f"*/{paths.EXAMPLES_FILE}")):
+        for row in read_jsonl(path):
+            for message in row.get("messages", []):
+                if message.get("role") == "user" and isinstance(message.get("content"), str):
+                    questions.add(message["content"].strip().lower())
+    for path in sorted((ROOT / "tooltrain" / "resources").glob("*.jsonl")):
+        questions.update(str(row.get("question", "")).strip().lower() for row in read_jsonl(path))
+    return questions
+
+
+def test_no_eval_question_is_a_training_question(cases):
+    training = _training_questions()
+    leaked = [case["id"] for case in cases if case["question"].strip().lower() in training]
+    assert not leaked, f"eval questions also in the training data: {leaked}"
+
+
+@pytest.fixture(scope="module")
+def repos_root(eval_specs) -> Path:
+    """data/repos with every eval repo at its pin; fetched by the clone script only when one is not.
+
+    (Running the script rewrites data/repos/manifest.json, the Makefile's stamp for the repos stage,
+    so it is not run when nothing needs fetching.)
+    """
+    root = paths.REPOS_ROOT
+    if any(repos.at_pin(spec, root) is None for spec in eval_specs.values()):
+        proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", "eval"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, f"fetching the eval repos failed:\n{proc.stdout}\n{proc.stderr}"
+    missing = [name for name, spec in eval_specs.items() if repos.at_pin(spec, root) is None]
+    assert not missing, f"eval repos not at their pins: {missing}"
+    return root
+
+
+@pytest.mark.slow
+def test_every_check_holds_in_the_real_repos(cases, repos_root):
+    problems = []
+    for case in cases:
+        where, check = case["id"], case["check"]
+        try:
+            if case["expected"] == "grep":
+                must_find, in_file = check["must_find"], check["in_file"]
+                text = tools.read(repos_root, in_file)
+                if not any(must_find in line for line in text.splitlines()):
+                    problems.append(f"{where}: {must_find!r} is not on any line of {in_file}")
+                    continue
+                # The grep tool, searching the whole repo for the literal, reaches that file.
+                hits = tools.grep(repos_root, regex.escape(must_find), case["repo"])
+                if not any(hit.path == in_file and must_find in hit.text for hit in hits):
+                    problems.append(f"{where}: grep over {case['repo']} misses {must_find!r} in {in_file}")
+            elif case["expected"] == "read":
+                if not tools.read(repos_root, check["path"]).strip():
+                    problems.append(f"{where}: {check['path']} is empty")
+        except tools.ToolError as err:
+            problems.append(f"{where}: {err}")
+    assert not problems, "\n".join(problems)
+
