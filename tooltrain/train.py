@@ -86,14 +86,14 @@ class Recorder:
         self.offset = offset  # iterations done before a resume
         self.best = best
 
-    def _log(self, entry: dict) -> None:
+    def log(self, entry: dict) -> None:
         with open(self.dir / LOG_FILE, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
     def on_train_loss_report(self, info: dict) -> None:
         # Reported after the step, so the weights now hold exactly `iteration` updates.
         iteration = info["iteration"] + self.offset
-        self._log({"kind": "train", **info, "iteration": iteration})
+        self.log({"kind": "train", **info, "iteration": iteration})
         if iteration % self.save_every == 0:
             self.save(self.dir / RESUME_FILE)
             write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best})
@@ -101,7 +101,7 @@ class Recorder:
     def on_val_loss_report(self, info: dict) -> None:
         # mlx-lm reports validation before the step: "iteration" counts the updates already applied.
         iteration = info["iteration"] + self.offset
-        self._log({"kind": "val", "iteration": iteration, "val_loss": info["val_loss"], "val_time": info["val_time"]})
+        self.log({"kind": "val", "iteration": iteration, "val_loss": info["val_loss"], "val_time": info["val_time"]})
         if info["val_loss"] < self.best:
             self.best = info["val_loss"]
             self.save(self.dir / BEST_SNAPSHOT)
@@ -147,6 +147,7 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
 
     adapter_dir = Path(args.adapter_path)
     counts = check_data(Path(args.data), args.batch_size)
+    adapter_dir.mkdir(parents=True, exist_ok=True)
     if (adapter_dir / RECORD_FILE).exists():
         (adapter_dir / RECORD_FILE).unlink()  # a new run invalidates the old record
     state = resume_state(adapter_dir)
@@ -163,6 +164,7 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
     save_every = args.save_every
     recorder = Recorder(model, adapter_dir, save_every, offset=done,
                         best=state["best_val_loss"] if state else float("inf"))
+    recorder.log({"kind": "start", "iteration": done, "of": total_iters})
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
     run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
                                         "resume_adapter_file": str(adapter_dir / RESUME_FILE) if state else None})
@@ -176,6 +178,8 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
     shutil.copyfile(adapter_dir / BEST_SNAPSHOT, adapter_dir / ADAPTER_FILE)
     for name in (BEST_SNAPSHOT, RESUME_FILE, RESUME_STATE):
         (adapter_dir / name).unlink(missing_ok=True)
+    row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
+    environment = {**environment, "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
     record["peak_memory"] = _peak_memory_gb()
     write_json(adapter_dir / RECORD_FILE, record)
@@ -203,11 +207,35 @@ def build_record(args, log: list[dict], counts: dict, wall_s: float, environment
         "val_loss_best": round(best["val_loss"], 4), "best_iteration": best["iteration"],
         "kept_adapter": f"{ADAPTER_FILE} = iteration {best['iteration']} (best validation loss)",
         "train_loss_last": round(trains[-1]["train_loss"], 4) if trains else None,
-        "tokens_per_second": round(sum(e["tokens_per_second"] for e in trains) / len(trains), 1) if trains else None,
-        "trained_tokens": sum(e["trained_tokens"] for e in trains[-1:]) if trains else 0,
+        **throughput(log, args.batch_size, environment["mean_row_tokens"]),
         "wall_time_s": round(wall_s, 1),
         "adapter_size_bytes": (Path(args.adapter_path) / ADAPTER_FILE).stat().st_size,
         **environment,
+    }
+
+
+def throughput(log: list[dict], batch_size: int, mean_row_tokens: float) -> dict:
+    """Tokens per second of the training steps (validation excluded).
+
+    mlx-lm reports only the tokens the loss sees (with mask_prompt, the answer);
+    the model also computes over the prompt, so both figures are given.
+    """
+    seconds, loss_tokens, steps, previous = 0.0, 0, 0, None
+    for entry in log:
+        if entry["kind"] == "start":  # `trained_tokens` and `iteration` windows restart with each run
+            previous = {"trained_tokens": 0, "iteration": entry["iteration"]}
+        elif entry["kind"] == "train":
+            window = entry["trained_tokens"] - previous["trained_tokens"]
+            seconds += window / entry["tokens_per_second"]
+            loss_tokens += window
+            steps += entry["iteration"] - previous["iteration"]
+            previous = entry
+    if not seconds:
+        return {"tokens_per_second_loss": None, "tokens_per_second_all": None, "train_step_time_s": None}
+    return {
+        "tokens_per_second_loss": round(loss_tokens / seconds, 1),
+        "tokens_per_second_all": round(steps * batch_size * mean_row_tokens / seconds, 1),
+        "train_step_time_s": round(seconds / steps, 3),
     }
 
 
