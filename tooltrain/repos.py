@@ -12,7 +12,6 @@ when complete. What each repo got is recorded in `data/repos/.pins/<name>.json`;
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -32,7 +31,7 @@ import git
 from tqdm import tqdm
 
 from tooltrain import paths
-from tooltrain.io import write_json
+from tooltrain.io import sha256_file, write_json
 
 ROLES = ("train", "phase5", "eval")
 DEFAULT_ROLES = ("train", "phase5")
@@ -134,14 +133,6 @@ def select(specs: list[RepoSpec], only: list[str] | None = None, role: str | Non
 def count_python_files(folder: Path) -> int:
     """Number of `*.py` files under `folder` (symlinked folders are not followed)."""
     return sum(1 for p in Path(folder).rglob("*.py") if p.is_file())
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pin_path(repos_root: Path, name: str) -> Path:
@@ -366,7 +357,7 @@ def fetch_repo(spec: RepoSpec, repos_root: Path, download_dir: Path, *, force: b
         source = f"{spec.dist} {archive.name} from the package index{cached}"
         route, message = spec.dist, f"{spec.name}: {git_failure} -> {source}"
     pin = {"name": spec.name, "role": spec.role, **spec.source(), "route": route,
-           "archive": archive and archive.name, "sha256": archive and sha256(archive), "commit": commit,
+           "archive": archive and archive.name, "sha256": archive and sha256_file(archive), "commit": commit,
            "python_files": count_python_files(dest)}
     write_json(pin_path(repos_root, spec.name), pin)
     return Outcome(spec.name, "fetched", message, pin["python_files"])

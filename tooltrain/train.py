@@ -139,7 +139,6 @@ def _peak_memory_gb() -> dict:
 
 def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
     """Train (or resume) one adapter as `args` says; returns and writes the training record."""
-    import mlx.core as mx
     from mlx_lm import load
     from mlx_lm.lora import load_dataset, train_model
     from mlx_lm.tuner.datasets import CacheDataset
