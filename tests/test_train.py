@@ -131,3 +131,21 @@ def test_missing_model_is_a_clear_error(tmp_path):
     done = train(config)
     assert done.returncode == 1
     assert "no-such-model" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_two_ranks_on_loopback_train_one_adapter(float32_base, tmp_path):
+    """mlx.launch runs two local processes (ring backend): different batches, identical final adapters."""
+    config = make_run(tmp_path, float32_base, iters=3, save_every=3)
+    launcher = Path(sys.executable).parent / "mlx.launch"
+    done = subprocess.run([str(launcher), "-n", "2", "--backend", "ring", "--cwd", str(ROOT),
+                           "--env", "OPENBLAS_NUM_THREADS=1", "--", sys.executable, "-m", "scripts.train_adapter",
+                           "-c", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    adapters = tmp_path / "adapters"
+    ranks = [json.loads((adapters / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["ranks"] for r in ranks] == [2, 2]
+    assert ranks[0]["first_batches_sha256"] != ranks[1]["first_batches_sha256"]
+    assert ranks[0]["final_weights_sha256"] == ranks[1]["final_weights_sha256"]
+    record = json.loads((adapters / RECORD_FILE).read_text())
+    assert record["ranks"] == 2 and (adapters / "adapters.safetensors").exists()

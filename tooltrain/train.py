@@ -79,14 +79,18 @@ def file_digest(*paths: Path) -> str:
 class Recorder:
     """mlx-lm TrainingCallback: logs loss reports, keeps the best-validation adapter."""
 
-    def __init__(self, model, adapter_dir: Path, save_every: int, offset: int = 0, best: float = float("inf")):
+    def __init__(self, model, adapter_dir: Path, save_every: int, offset: int = 0, best: float = float("inf"),
+                 lead: bool = True):
         self.model = model
         self.dir = Path(adapter_dir)
         self.save_every = save_every
         self.offset = offset  # iterations done before a resume
         self.best = best
+        self.lead = lead  # in a distributed run only rank 0 writes; every rank keeps the same state
 
     def log(self, entry: dict) -> None:
+        if not self.lead:
+            return
         with open(self.dir / LOG_FILE, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
@@ -94,7 +98,7 @@ class Recorder:
         # Reported after the step, so the weights now hold exactly `iteration` updates.
         iteration = info["iteration"] + self.offset
         self.log({"kind": "train", **info, "iteration": iteration})
-        if iteration % self.save_every == 0:
+        if iteration % self.save_every == 0 and self.lead:
             self.save(self.dir / RESUME_FILE)
             write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best})
 
@@ -110,6 +114,8 @@ class Recorder:
         import mlx.core as mx
         from mlx.utils import tree_flatten
 
+        if not self.lead:
+            return
         weights = dict(tree_flatten(self.model.trainable_parameters()))
         tmp = path.with_name(path.name + ".tmp.safetensors")
         mx.save_safetensors(str(tmp), weights)
@@ -137,33 +143,38 @@ def _peak_memory_gb() -> dict:
     return {"mlx_peak_gb": round(mx.get_peak_memory() / 1e9, 3), "process_peak_rss_gb": round(rss_gb, 3)}
 
 
-def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
-    """Train (or resume) one adapter as `args` says; returns and writes the training record."""
+def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
+    """Train (or resume) one adapter as `args` says; returns and writes the training record.
+
+    In a distributed run (`mlx.launch`) every rank trains on its share of each batch and
+    validates collectively; rank 0 writes, and returns the record (the others return None).
+    """
+    import mlx.core as mx
+    import numpy as np
     from mlx_lm import load
     from mlx_lm.lora import load_dataset, train_model
     from mlx_lm.tuner.datasets import CacheDataset
     from mlx_lm.tuner.trainer import evaluate
 
+    world = mx.distributed.init()
+    lead = world.rank() == 0
     adapter_dir = Path(args.adapter_path)
     counts = check_data(Path(args.data), args.batch_size)
-    adapter_dir.mkdir(parents=True, exist_ok=True)
-    if (adapter_dir / RECORD_FILE).exists():
-        (adapter_dir / RECORD_FILE).unlink()  # a new run invalidates the old record
     state = resume_state(adapter_dir)
-    if state is None:
-        for name in (LOG_FILE, BEST_SNAPSHOT):
-            (adapter_dir / name).unlink(missing_ok=True)
+    if lead:
+        _prepare_dir(adapter_dir, resuming=state is not None)
     total_iters, done = args.iters, state["iteration"] if state else 0
-    if state:
+    if state and lead:
         print(f"resuming {adapter_dir} from iteration {done} of {total_iters} "
               "(weights restored; optimizer state and data order start afresh)")
     started = time.perf_counter()
+    np.random.seed(args.seed)  # as mlx_lm.lora does: batch order
     model, tokenizer = load(str(args.model))
     train_set, valid_set, _ = load_dataset(args, tokenizer)
-    save_every = args.save_every
-    recorder = Recorder(model, adapter_dir, save_every, offset=done,
-                        best=state["best_val_loss"] if state else float("inf"))
-    recorder.log({"kind": "start", "iteration": done, "of": total_iters})
+    seen = first_batches_digest(train_set, args, world)
+    recorder = Recorder(model, adapter_dir, args.save_every, offset=done,
+                        best=state["best_val_loss"] if state else float("inf"), lead=lead)
+    recorder.log({"kind": "start", "iteration": done, "of": total_iters, "ranks": world.size()})
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
     run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
                                         "resume_adapter_file": str(adapter_dir / RESUME_FILE) if state else None})
@@ -173,17 +184,61 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict:
     final_val = evaluate(model=model, dataset=CacheDataset(valid_set), batch_size=args.batch_size,
                          num_batches=args.val_batches, max_seq_length=args.max_seq_length)
     recorder.on_val_loss_report({"iteration": total_iters - done, "val_loss": final_val, "val_time": 0.0})
+    if world.size() > 1:
+        write_json(adapter_dir / f"rank{world.rank()}.json",
+                   {"rank": world.rank(), "ranks": world.size(), "first_batches_sha256": seen,
+                    "final_weights_sha256": weights_digest(model)})
+    if not lead:
+        return None
     recorder.save(adapter_dir / LAST_FILE)
     shutil.copyfile(adapter_dir / BEST_SNAPSHOT, adapter_dir / ADAPTER_FILE)
     for name in (BEST_SNAPSHOT, RESUME_FILE, RESUME_STATE):
         (adapter_dir / name).unlink(missing_ok=True)
     row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
-    environment = {**environment, "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
+    environment = {**environment, "ranks": world.size(),
+                   "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
     record["peak_memory"] = _peak_memory_gb()
     write_json(adapter_dir / RECORD_FILE, record)
     plot_losses(read_log(adapter_dir), adapter_dir / PLOT_FILE, f"{Path(args.adapter_path).name}: {args.model}")
     return record
+
+
+def _prepare_dir(adapter_dir: Path, resuming: bool) -> None:
+    """A new run invalidates the old record; a fresh (not resumed) run also drops the old log."""
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    stale = [RECORD_FILE, *(() if resuming else (LOG_FILE, BEST_SNAPSHOT))]
+    stale += [p.name for p in adapter_dir.glob("rank*.json")]
+    for name in stale:
+        (adapter_dir / name).unlink(missing_ok=True)
+
+
+def first_batches_digest(train_set, args, world, count: int = 3) -> str:
+    """Digest of the first batches this rank will train on (replayed without moving the RNG)."""
+    import numpy as np
+    from mlx_lm.tuner.datasets import CacheDataset
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    state = np.random.get_state()
+    batches = iterate_batches(CacheDataset(train_set), args.batch_size, args.max_seq_length, loop=True,
+                              comm_group=world)
+    digest = hashlib.sha256()
+    for _ in range(count):
+        digest.update(np.array(next(batches)[0]).tobytes())
+    np.random.set_state(state)
+    return digest.hexdigest()[:16]
+
+
+def weights_digest(model) -> str:
+    """Digest of the trainable (adapter) weights, to compare ranks."""
+    import numpy as np
+    from mlx.utils import tree_flatten
+
+    digest = hashlib.sha256()
+    for name, value in sorted(tree_flatten(model.trainable_parameters()), key=lambda item: item[0]):
+        digest.update(name.encode())
+        digest.update(np.array(value).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def build_record(args, log: list[dict], counts: dict, wall_s: float, environment: dict) -> dict:
@@ -288,7 +343,19 @@ def environment_report(base_note: str) -> dict:
             "base_path": base_note, "platform": platform.platform()}
 
 
-def train_phase(config_path: Path, **overrides) -> dict:
+def _on_rank0_first(make):
+    """Run `make` on rank 0, then on the other ranks (which then find its result ready)."""
+    import mlx.core as mx
+
+    world = mx.distributed.init()
+    result = make() if world.rank() == 0 else None
+    if world.size() > 1:
+        mx.eval(mx.distributed.all_sum(mx.array(1.0)))  # barrier
+        result = result or make()
+    return result
+
+
+def train_phase(config_path: Path, **overrides) -> dict | None:
     """The whole of `scripts/train_adapter.py`: config, CPU base, train, record."""
     from .modelprep import check_folder, is_local, training_base
 
@@ -297,9 +364,10 @@ def train_phase(config_path: Path, **overrides) -> dict:
     if is_local(args.model):
         check_folder(Path(args.model))  # a missing or broken folder is a clear ModelError
     args.base_model = str(args.model)
-    args.model, note = training_base(args.model)
+    args.model, note = _on_rank0_first(lambda: training_base(args.model))
     print(f"training base: {args.model} ({note})", flush=True)
     record = run_training(args, environment_report(note))
-    record["base_model"] = args.base_model
-    write_json(Path(args.adapter_path) / RECORD_FILE, record)
+    if record is not None:
+        record["base_model"] = args.base_model
+        write_json(Path(args.adapter_path) / RECORD_FILE, record)
     return record
