@@ -96,8 +96,9 @@ def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path
     assert done.returncode == 0, done.stderr
     assert f"resuming {tmp_path / 'adapters'} from iteration {saved} of 8" in done.stdout
     log = [json.loads(line) for line in (tmp_path / "adapters" / "train_log.jsonl").read_text().splitlines()]
-    assert max(e["iteration"] for e in log if e["kind"] == "train") == 8
-    assert not state.exists()
+    steps = [e["iteration"] for e in log if e["kind"] == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == 8  # back to the checkpoint, no step logged twice
+    assert not state.exists() and not (tmp_path / "adapters" / "resume_best_adapters.safetensors").exists()
 
 
 @pytest.mark.slow

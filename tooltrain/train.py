@@ -34,6 +34,7 @@ ADAPTER_FILE = "adapters.safetensors"  # what mlx-lm loads: the best-validation 
 LAST_FILE = "last_adapters.safetensors"
 BEST_SNAPSHOT = "best_adapters.safetensors"
 RESUME_FILE = "resume_adapters.safetensors"
+RESUME_BEST = "resume_best_adapters.safetensors"
 RESUME_STATE = "resume.json"
 
 
@@ -99,7 +100,10 @@ class Recorder:
         iteration = info["iteration"] + self.offset
         self.log({"kind": "train", **info, "iteration": iteration})
         if iteration % self.save_every == 0 and self.lead:
+            # A checkpoint is the weights, the best adapter so far and its loss; the state file goes last.
             self.save(self.dir / RESUME_FILE)
+            if (self.dir / BEST_SNAPSHOT).exists():
+                shutil.copyfile(self.dir / BEST_SNAPSHOT, self.dir / RESUME_BEST)
             write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best})
 
     def on_val_loss_report(self, info: dict) -> None:
@@ -162,7 +166,7 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     counts = check_data(Path(args.data), args.batch_size)
     state = resume_state(adapter_dir)
     if lead:
-        _prepare_dir(adapter_dir, resuming=state is not None)
+        _prepare_dir(adapter_dir, state)
     total_iters, done = args.iters, state["iteration"] if state else 0
     if state and lead:
         print(f"resuming {adapter_dir} from iteration {done} of {total_iters} "
@@ -192,10 +196,10 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
         return None
     recorder.save(adapter_dir / LAST_FILE)
     shutil.copyfile(adapter_dir / BEST_SNAPSHOT, adapter_dir / ADAPTER_FILE)
-    for name in (BEST_SNAPSHOT, RESUME_FILE, RESUME_STATE):
+    for name in (BEST_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_STATE):
         (adapter_dir / name).unlink(missing_ok=True)
     row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
-    environment = {**environment, "ranks": world.size(),
+    environment = {**environment, "ranks": world.size(), "resumed_from_iteration": done,
                    "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
     record["peak_memory"] = _peak_memory_gb()
@@ -204,11 +208,19 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     return record
 
 
-def _prepare_dir(adapter_dir: Path, resuming: bool) -> None:
-    """A new run invalidates the old record; a fresh (not resumed) run also drops the old log."""
+def _prepare_dir(adapter_dir: Path, state: dict | None) -> None:
+    """Clear what a new run makes stale. A fresh run drops the old log and best adapter; a resumed
+    one goes back to its checkpoint: log entries after it and any later best adapter are dropped."""
     adapter_dir.mkdir(parents=True, exist_ok=True)
-    stale = [RECORD_FILE, *(() if resuming else (LOG_FILE, BEST_SNAPSHOT))]
-    stale += [p.name for p in adapter_dir.glob("rank*.json")]
+    stale = [RECORD_FILE, *(p.name for p in adapter_dir.glob("rank*.json"))]
+    if state is None:
+        stale += [LOG_FILE, BEST_SNAPSHOT]
+    else:
+        kept = [e for e in read_log(adapter_dir) if e["iteration"] <= state["iteration"]]
+        with atomic_write(adapter_dir / LOG_FILE) as f:
+            f.writelines(json.dumps(e) + "\n" for e in kept)
+        if (adapter_dir / RESUME_BEST).exists():
+            shutil.copyfile(adapter_dir / RESUME_BEST, adapter_dir / BEST_SNAPSHOT)
     for name in stale:
         (adapter_dir / name).unlink(missing_ok=True)
 
@@ -262,7 +274,7 @@ def build_record(args, log: list[dict], counts: dict, wall_s: float, environment
         "kept_adapter": f"{ADAPTER_FILE} = iteration {best['iteration']} (best validation loss)",
         "train_loss_last": round(trains[-1]["train_loss"], 4) if trains else None,
         **throughput(log, args.batch_size, environment["mean_row_tokens"]),
-        "wall_time_s": round(wall_s, 1),
+        "wall_time_s": round(wall_s, 1),  # this run's; a resumed run counts from its checkpoint
         "adapter_size_bytes": (Path(args.adapter_path) / ADAPTER_FILE).stat().st_size,
         **environment,
     }
@@ -300,7 +312,7 @@ def plot_losses(log: list[dict], out: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for kind, key, style in (("train", "train_loss", "-"), ("val", "val_loss", "o-")):
+    for kind, key, style in (("train", "train_loss", ".-"), ("val", "val_loss", "o-")):
         points = [(e["iteration"], e[key]) for e in log if e["kind"] == kind]
         if points:
             ax.plot(*zip(*points), style, label=f"{kind} loss", markersize=4)
@@ -366,8 +378,4 @@ def train_phase(config_path: Path, **overrides) -> dict | None:
     args.base_model = str(args.model)
     args.model, note = _on_rank0_first(lambda: training_base(args.model))
     print(f"training base: {args.model} ({note})", flush=True)
-    record = run_training(args, environment_report(note))
-    if record is not None:
-        record["base_model"] = args.base_model
-        write_json(Path(args.adapter_path) / RECORD_FILE, record)
-    return record
+    return run_training(args, {"base_model": args.base_model, **environment_report(note)})
