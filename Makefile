@@ -76,7 +76,8 @@ endif
 
 model: $(MODEL_STAMP) ## prepare the base model (MODEL=...; default: embedded SmolLM2-135M)
 
-TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/blas.py tooltrain/modelprep.py
+TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/answer_loss.py tooltrain/blas.py \
+	tooltrain/modelprep.py
 # Data-parallel training through MLX's own launcher (mlx-lm averages gradients across ranks):
 # HOSTS=hosts.json puts one rank on each host of an mlx.launch host file; RANKS=2 runs two
 # local processes over loopback. The batch size must divide by the number of ranks.

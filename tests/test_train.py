@@ -150,3 +150,33 @@ def test_two_ranks_on_loopback_train_one_adapter(float32_base, tmp_path):
     assert ranks[0]["final_weights_sha256"] == ranks[1]["final_weights_sha256"]
     record = json.loads((adapters / RECORD_FILE).read_text())
     assert record["ranks"] == 2 and (adapters / "adapters.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_answer_only_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
+    """Same value and token count as mlx-lm's default_loss on real rows, long prompts included."""
+    import types
+
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.lora import CONFIG_DEFAULTS, load_dataset
+    from mlx_lm.tuner.datasets import CacheDataset
+    from mlx_lm.tuner.trainer import default_loss, iterate_batches
+
+    from tooltrain.answer_loss import answer_window, make_answer_loss
+
+    make_run(tmp_path, float32_base, iters=1, save_every=1)
+    model, tokenizer = load(str(float32_base))
+    args = types.SimpleNamespace(**{**CONFIG_DEFAULTS, "data": str(tmp_path / "data"), "mask_prompt": True,
+                                    "train": True})
+    train_set, valid_set, _ = load_dataset(args, tokenizer)
+    window = answer_window(train_set)
+    assert window % 32 == 0 and window <= 96  # short answers; the prompts (~300 tokens) are not
+    loss = make_answer_loss(window)
+    batch, lengths = next(iterate_batches(CacheDataset(train_set), 2, 1024))
+    assert batch.shape[1] > window  # the gathering path, not the fallback
+    expected, expected_tokens = default_loss(model, batch, lengths)
+    got, got_tokens = loss(model, batch, lengths)
+    assert got_tokens.item() == expected_tokens.item()
+    assert abs(got.item() - expected.item()) < 1e-5 * max(1.0, abs(expected.item()))
+    mx.eval(got)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from .answer_loss import answer_loss_in_trainer, answer_window, make_answer_loss
 from .io import atomic_write, read_jsonl, write_json
 
 LOG_FILE = "train_log.jsonl"
@@ -182,11 +183,14 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
     run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
                                         "resume_adapter_file": str(adapter_dir / RESUME_FILE) if state else None})
+    window = max(answer_window(train_set), answer_window(valid_set))
+    loss = make_answer_loss(window)
     if run_args.iters > 0:
-        train_model(run_args, model, train_set, valid_set, recorder)
+        with answer_loss_in_trainer(loss):
+            train_model(run_args, model, train_set, valid_set, recorder)
     # The trainer's last validation ran before its last step: measure the final weights too.
     final_val = evaluate(model=model, dataset=CacheDataset(valid_set), batch_size=args.batch_size,
-                         num_batches=args.val_batches, max_seq_length=args.max_seq_length)
+                         num_batches=args.val_batches, max_seq_length=args.max_seq_length, loss=loss)
     recorder.on_val_loss_report({"iteration": total_iters - done, "val_loss": final_val, "val_time": 0.0})
     if world.size() > 1:
         write_json(adapter_dir / f"rank{world.rank()}.json",
@@ -200,6 +204,7 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
         (adapter_dir / name).unlink(missing_ok=True)
     row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
     environment = {**environment, "ranks": world.size(), "resumed_from_iteration": done,
+                   "loss": f"mlx-lm's masked loss on the last {window} positions of each row (same value, less work)",
                    "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
     record["peak_memory"] = _peak_memory_gb()
