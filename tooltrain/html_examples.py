@@ -72,13 +72,17 @@ class _TagLines(HTMLParser):
         self.tags.append((tag, self.getpos()[0], dict(attrs)))
 
 
-def _first_line(file: HtmlFile, needle: str) -> int | None:
-    """First line holding `needle` that the HTML parser also sees as markup (not inside a comment)."""
+def tag_lines(file: HtmlFile) -> set[int]:
+    """Lines where the HTML parser sees a start tag (so text inside comments does not count)."""
     parser = _TagLines()
     parser.feed("\n".join(file.lines))
-    tag_lines = {line for _, line, _ in parser.tags}
+    return {line for _, line, _ in parser.tags}
+
+
+def _first_line(file: HtmlFile, needle: str, markup: set[int]) -> int | None:
+    """First line holding `needle` that is also a line of markup."""
     for number, line in enumerate(file.lines, 1):
-        if needle in line and number in tag_lines:
+        if needle in line and number in markup:
             return number
     return None
 
@@ -87,8 +91,9 @@ def html_candidates(files: list[HtmlFile]) -> tuple[list[Candidate], list[Candid
     grep, read = [], []
     for file in files:
         rel = file.path.split("/", 1)[1]
+        markup = tag_lines(file)
         for feature, needle, pattern, words in FEATURES:
-            line = _first_line(file, needle)
+            line = _first_line(file, needle, markup)
             if line is not None:
                 grep.append(Candidate("grep", "html_grep", file.repo, f"{feature}@{file.path}",
                                       question_fields(file.repo, feature=words),

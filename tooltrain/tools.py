@@ -107,11 +107,8 @@ def _corpus(folder: Path, root: Path) -> tuple[tuple[str, str], ...]:
                 resolved = path.resolve()
                 if root not in resolved.parents:
                     continue
-            if not _is_searchable(path):
-                continue
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (UnicodeDecodeError, OSError):
+            text = _read_text(path)
+            if text is None:
                 continue
             files.append((path.relative_to(root).as_posix(), text))
     return tuple(files)
@@ -145,7 +142,7 @@ def grep(root: Path, pattern: str, path: str, max_hits: int | None = None, timeo
             raise ToolError(f"regular expression took longer than {timeout}s: {pattern!r}") from None
         seen_lines = set()
         for match in matches:
-            if match.start() == match.end() and not match.group(0) and pattern in ("^", "$"):
+            if not match.group(0) and pattern in ("^", "$"):
                 continue
             line_no = text.count("\n", 0, match.start()) + 1
             if line_no in seen_lines:
