@@ -76,7 +76,7 @@ endif
 
 model: $(MODEL_STAMP) ## prepare the base model (MODEL=...; default: embedded SmolLM2-135M)
 
-TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/answer_loss.py tooltrain/blas.py \
+TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/prefix_loss.py tooltrain/blas.py \
 	tooltrain/modelprep.py
 # Data-parallel training through MLX's own launcher (mlx-lm averages gradients across ranks):
 # HOSTS=hosts.json puts one rank on each host of an mlx.launch host file; RANKS=2 runs two

@@ -153,30 +153,42 @@ def test_two_ranks_on_loopback_train_one_adapter(float32_base, tmp_path):
 
 
 @pytest.mark.slow
-def test_answer_only_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
-    """Same value and token count as mlx-lm's default_loss on real rows, long prompts included."""
+def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
+    """Same value, token count and gradients as mlx-lm's default_loss on real rows, frozen blocks included."""
     import types
 
     import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten, tree_map
     from mlx_lm import load
     from mlx_lm.lora import CONFIG_DEFAULTS, load_dataset
     from mlx_lm.tuner.datasets import CacheDataset
     from mlx_lm.tuner.trainer import default_loss, iterate_batches
+    from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from tooltrain.answer_loss import answer_window, make_answer_loss
+    from tooltrain.prefix_loss import make_shared_prefix_loss, shared_prefix
 
     make_run(tmp_path, float32_base, iters=1, save_every=1)
     model, tokenizer = load(str(float32_base))
     args = types.SimpleNamespace(**{**CONFIG_DEFAULTS, "data": str(tmp_path / "data"), "mask_prompt": True,
                                     "train": True})
     train_set, valid_set, _ = load_dataset(args, tokenizer)
-    window = answer_window(train_set)
-    assert window % 32 == 0 and window <= 96  # short answers; the prompts (~300 tokens) are not
-    loss = make_answer_loss(window)
+    prefix = shared_prefix([train_set, valid_set])
+    system_and_tools = tokenizer.apply_chat_template(rows(1)[0]["messages"][:1], tools=TOOLS)
+    assert prefix[: len(system_and_tools)] == system_and_tools and len(prefix) > len(system_and_tools)
+    model.freeze()
+    linear_to_lora_layers(model, 4, {"rank": 8, "dropout": 0.0, "scale": 20.0})
+    mx.random.seed(0)  # LoRA's B starts at zero: move it so every adapted block has a gradient
+    model.update(tree_map(lambda w: w + 0.01 * mx.random.normal(w.shape), model.trainable_parameters()))
+    loss = make_shared_prefix_loss(model, prefix)
+    assert loss.frozen_blocks == len(model.layers) - 4 and loss.prefix_length == len(prefix)
     batch, lengths = next(iterate_batches(CacheDataset(train_set), 2, 1024))
-    assert batch.shape[1] > window  # the gathering path, not the fallback
-    expected, expected_tokens = default_loss(model, batch, lengths)
-    got, got_tokens = loss(model, batch, lengths)
+    (expected, expected_tokens), expected_grad = nn.value_and_grad(model, default_loss)(model, batch, lengths)
+    (got, got_tokens), got_grad = nn.value_and_grad(model, loss)(model, batch, lengths)
     assert got_tokens.item() == expected_tokens.item()
     assert abs(got.item() - expected.item()) < 1e-5 * max(1.0, abs(expected.item()))
-    mx.eval(got)
+    expected_grad, got_grad = dict(tree_flatten(expected_grad)), dict(tree_flatten(got_grad))
+    assert got_grad.keys() == expected_grad.keys() and len(got_grad) == 4 * 7 * 2
+    for name, g in expected_grad.items():
+        scale = mx.abs(g).max().item()
+        assert scale > 0 and mx.abs(got_grad[name] - g).max().item() < 1e-4 * scale, name

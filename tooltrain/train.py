@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .answer_loss import answer_loss_in_trainer, answer_window, make_answer_loss
+from .prefix_loss import make_shared_prefix_loss, shared_prefix, shared_prefix_loss_in_trainer
 from .io import atomic_write, read_jsonl, write_json
 
 LOG_FILE = "train_log.jsonl"
@@ -183,11 +183,13 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
     run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
                                         "resume_adapter_file": str(adapter_dir / RESUME_FILE) if state else None})
-    window = max(answer_window(train_set), answer_window(valid_set))
-    loss = make_answer_loss(window)
-    if run_args.iters > 0:
-        with answer_loss_in_trainer(loss):
-            train_model(run_args, model, train_set, valid_set, recorder)
+    prefix = [] if args.grad_checkpoint else shared_prefix([train_set, valid_set])
+    built = []  # the loss, once train_model has put the LoRA layers in place
+    # Called even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
+    # layers in place and loads the checkpoint.
+    with shared_prefix_loss_in_trainer(prefix, built):
+        train_model(run_args, model, train_set, valid_set, recorder)
+    loss = built[-1]
     # The trainer's last validation ran before its last step: measure the final weights too.
     final_val = evaluate(model=model, dataset=CacheDataset(valid_set), batch_size=args.batch_size,
                          num_batches=args.val_batches, max_seq_length=args.max_seq_length, loss=loss)
@@ -204,7 +206,9 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
         (adapter_dir / name).unlink(missing_ok=True)
     row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
     environment = {**environment, "ranks": world.size(), "resumed_from_iteration": done,
-                   "loss": f"mlx-lm's masked loss on the last {window} positions of each row (same value, less work)",
+                   "loss": (f"mlx-lm's masked loss, the {loss.prefix_length}-token prefix all rows share computed once "
+                            f"per batch, and once per run in the {loss.frozen_blocks} frozen blocks (same value, less work)"
+                            if hasattr(loss, "prefix_length") else "mlx-lm's default_loss"),
                    "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
     record["peak_memory"] = _peak_memory_gb()

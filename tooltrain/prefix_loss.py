@@ -1,0 +1,154 @@
+"""mlx-lm's masked loss, without recomputing what every row shares.
+
+Every training row here opens with the same ~300-token system-and-tools prompt,
+and LoRA adapts only the last `num_layers` blocks. mlx-lm's `default_loss` runs
+each row in full through every block, then projects every position onto the
+vocabulary and zeroes most of it (`mask_prompt`). This loss gives the same value
+and the same gradients with less work:
+
+1. the shared prefix goes through the frozen blocks once per run: its keys,
+   values and the hidden state leaving them are constants;
+2. through the adapted blocks it goes once per batch instead of once per row:
+   the rows' own tokens attend to its keys and values, as they would in the
+   full sequence (the attention is causal, so the prefix never sees them);
+3. logits are computed for the rows' own tokens only, where the answers are.
+
+mlx-lm's `train()` takes a `loss=`; `shared_prefix_loss_in_trainer` passes it
+through `mlx_lm.lora.train_model`, which does not expose it, and builds it only
+once the LoRA layers are in place (that decides which blocks are frozen).
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+
+# Architectures whose forward is embed -> blocks(x, mask, cache) -> norm -> tied embedding or lm_head.
+PLAIN_MODELS = {"llama", "qwen2", "qwen3"}
+MIN_PREFIX = 16  # below this the bookkeeping is not worth it
+
+
+class PrefixKV:
+    """Stands in for one block's mlx-lm KV cache: a prefix's keys and values, shared by a batch.
+
+    Empty, it records what a prefix pass computes; filled, it prepends them
+    (broadcast over the batch) to the keys and values of the tokens that follow.
+    """
+
+    def __init__(self, keys=None, values=None):
+        self.keys, self.values = keys, values
+
+    @property
+    def offset(self) -> int:  # position of the first token after the prefix (for RoPE)
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def update_and_fetch(self, keys, values):
+        import mlx.core as mx
+
+        if self.keys is None:
+            self.keys, self.values = keys, values
+            return keys, values
+        batch = keys.shape[0]
+        return tuple(mx.concatenate([mx.broadcast_to(shared, (batch, *shared.shape[1:])), own], axis=2)
+                     for shared, own in ((self.keys, keys), (self.values, values)))
+
+
+def shared_prefix(datasets, limit: int | None = None) -> list[int]:
+    """The longest token prefix common to every row of `datasets` (mlx-lm's ChatDataset/CacheDataset),
+    cut to end before every row's last prompt token, so every loss position lies after it."""
+    prefix, shortest_prompt = None, None
+    for dataset in datasets:
+        for i in range(len(dataset)):
+            tokens, offset = dataset.process(dataset[i])
+            shortest_prompt = offset if shortest_prompt is None else min(shortest_prompt, offset)
+            if prefix is None:
+                prefix = list(tokens)
+                continue
+            n = 0
+            for a, b in zip(prefix, tokens):
+                if a != b:
+                    break
+                n += 1
+            del prefix[n:]
+    if prefix is None:
+        return []
+    return prefix[: max(0, min(len(prefix), shortest_prompt - 1, limit if limit is not None else len(prefix)))]
+
+
+def frozen_block_count(model) -> int:
+    """How many leading transformer blocks have nothing to train."""
+    from mlx.utils import tree_flatten
+
+    count = 0
+    for layer in model.model.layers:
+        if tree_flatten(layer.trainable_parameters()):
+            break
+        count += 1
+    return count
+
+
+def supports(model) -> bool:
+    inner = getattr(model, "model", None)
+    return (getattr(model, "model_type", None) in PLAIN_MODELS and inner is not None
+            and not any(getattr(layer, "use_sliding", False) for layer in inner.layers))
+
+
+def make_shared_prefix_loss(model, prefix: list[int]):
+    """A drop-in for mlx-lm's `default_loss(model, batch, lengths)` for batches whose rows all start
+    with `prefix`; mlx-lm's own loss when the model's architecture or the prefix does not fit."""
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx_lm.tuner.trainer import default_loss
+
+    if len(prefix) < MIN_PREFIX or not supports(model):
+        return default_loss
+    p = len(prefix)
+    frozen = frozen_block_count(model)
+    hidden = model.model.embed_tokens(mx.array(prefix)[None])
+    frozen_kv = []
+    for layer in model.model.layers[:frozen]:
+        frozen_kv.append(PrefixKV())
+        hidden = layer(hidden, "causal", cache=frozen_kv[-1])
+    hidden = mx.stop_gradient(hidden)
+    mx.eval(hidden, *[(kv.keys, kv.values) for kv in frozen_kv])
+
+    def loss(model, batch, lengths):
+        inner = model.model
+        inputs, targets = batch[:, p:-1], batch[:, p + 1:]
+        h = inner.embed_tokens(inputs)
+        for kv, layer in zip(frozen_kv, inner.layers[:frozen]):
+            h = layer(h, "causal", cache=PrefixKV(kv.keys, kv.values))
+        shared = hidden
+        for layer in inner.layers[frozen:]:
+            kv = PrefixKV()
+            shared = layer(shared, "causal", cache=kv)  # the prefix once, for the whole batch
+            h = layer(h, "causal", cache=kv)
+        h = inner.norm(h)
+        logits = model.lm_head(h) if hasattr(model, "lm_head") else inner.embed_tokens.as_linear(h)
+        steps = mx.arange(p + 1, batch.shape[1])  # mlx-lm's 1-based step numbers of these positions
+        mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
+        ce = nn.losses.cross_entropy(logits, targets) * mask
+        ntoks = mask.sum()
+        return ce.astype(mx.float32).sum() / ntoks, ntoks
+
+    loss.prefix_length, loss.frozen_blocks = p, frozen
+    return loss
+
+
+@contextmanager
+def shared_prefix_loss_in_trainer(prefix: list[int], built: list):
+    """Make `mlx_lm.lora.train_model` call mlx-lm's `train()` with the shared-prefix loss, built
+    once the LoRA layers are in place (appended to `built`); restored afterwards."""
+    from mlx_lm import lora
+    from mlx_lm.tuner import trainer
+
+    def train(model, *args, **kwargs):
+        built.append(make_shared_prefix_loss(model, prefix))
+        return trainer.train(model, *args, loss=built[-1], **kwargs)
+
+    original = lora.train
+    lora.train = functools.wraps(trainer.train)(train)
+    try:
+        yield
+    finally:
+        lora.train = original
