@@ -9,51 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.training_runs import ROOT, make_run, rows, train
 from tooltrain.io import write_jsonl
-from tooltrain.tools import SYSTEM_PROMPT, TOOLS, tool_call
+from tooltrain.tools import TOOLS
 from tooltrain.train import RECORD_FILE, TrainingInputError, check_data
-
-ROOT = Path(__file__).resolve().parent.parent
-
-QUESTIONS = [
-    ("Where is the Flask class defined in flask?", tool_call("grep", pattern=r"class Flask\b", path="flask")),
-    ("Open flask/src/flask/app.py.", tool_call("read", path="flask/src/flask/app.py")),
-    ("What is a Python decorator?", {"role": "assistant", "content": "A function that wraps another function."}),
-    ("Where is the Blueprint class defined in flask?", tool_call("grep", pattern=r"class Blueprint\b", path="flask")),
-]
-
-
-def rows(n: int) -> list[dict]:
-    return [{"messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": q}, a],
-             "tools": TOOLS} for q, a in (QUESTIONS * n)[:n]]
-
-
-def make_run(tmp_path: Path, model: Path, iters: int, save_every: int) -> Path:
-    data = tmp_path / "data"
-    write_jsonl(data / "train.jsonl", rows(8))
-    write_jsonl(data / "valid.jsonl", rows(4))
-    config = {"model": str(model), "train": True, "data": str(data), "adapter_path": str(tmp_path / "adapters"),
-              "fine_tune_type": "lora", "iters": iters, "batch_size": 2, "learning_rate": 5e-4,
-              "mask_prompt": True, "num_layers": 2, "steps_per_report": 1, "steps_per_eval": 2,
-              "val_batches": -1, "save_every": save_every, "max_seq_length": 1024, "seed": 0}
-    path = tmp_path / "lora.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def train(config: Path, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
-                          capture_output=True, text=True, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def trained(float32_base, tmp_path_factory):
-    work = tmp_path_factory.mktemp("train")
-    done = train(make_run(work, float32_base, iters=6, save_every=3))
-    assert done.returncode == 0, done.stdout + done.stderr
-    return work / "adapters"
 
 
 @pytest.mark.slow
@@ -192,3 +152,19 @@ def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
     for name, g in expected_grad.items():
         scale = mx.abs(g).max().item()
         assert scale > 0 and mx.abs(got_grad[name] - g).max().item() < 1e-4 * scale, name
+
+
+def test_validation_draws_the_same_batches_and_leaves_the_training_rng_alone():
+    import numpy as np
+
+    from tooltrain.train import same_validation_batches
+
+    rows = [(list(range(1, 3 + i)), 0) for i in range(20)]  # (tokens, prompt offset), lengths 2..21
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    draws = [[np.array(b).tolist() for b, _ in same_validation_batches(rows, 2, 64)][:4] for _ in range(3)]
+    assert draws[0] == draws[1] == draws[2]
+    assert (np.random.get_state()[1] == before).all()
+    np.random.seed(1)
+    shuffled = [np.array(b).tolist() for b, _ in same_validation_batches(rows, 2, 64, loop=False)]
+    assert len(shuffled) == 10 and shuffled[:4] == draws[0]

@@ -13,15 +13,11 @@ and the same gradients with less work:
    full sequence (the attention is causal, so the prefix never sees them);
 3. logits are computed for the rows' own tokens only, where the answers are.
 
-mlx-lm's `train()` takes a `loss=`; `shared_prefix_loss_in_trainer` passes it
-through `mlx_lm.lora.train_model`, which does not expose it, and builds it only
-once the LoRA layers are in place (that decides which blocks are frozen).
+It must be built once the LoRA layers are in place: they decide which blocks are
+frozen (`tooltrain.train` does that inside `mlx_lm.lora.train_model`).
 """
 
 from __future__ import annotations
-
-import functools
-from contextlib import contextmanager
 
 # Architectures whose forward is embed -> blocks(x, mask, cache) -> norm -> tied embedding or lm_head.
 PLAIN_MODELS = {"llama", "qwen2", "qwen3"}
@@ -133,22 +129,3 @@ def make_shared_prefix_loss(model, prefix: list[int]):
 
     loss.prefix_length, loss.frozen_blocks = p, frozen
     return loss
-
-
-@contextmanager
-def shared_prefix_loss_in_trainer(prefix: list[int], built: list):
-    """Make `mlx_lm.lora.train_model` call mlx-lm's `train()` with the shared-prefix loss, built
-    once the LoRA layers are in place (appended to `built`); restored afterwards."""
-    from mlx_lm import lora
-    from mlx_lm.tuner import trainer
-
-    def train(model, *args, **kwargs):
-        built.append(make_shared_prefix_loss(model, prefix))
-        return trainer.train(model, *args, loss=built[-1], **kwargs)
-
-    original = lora.train
-    lora.train = functools.wraps(trainer.train)(train)
-    try:
-        yield
-    finally:
-        lora.train = original

@@ -4,14 +4,18 @@ The per-phase YAML is an ordinary `mlx_lm.lora -c` config. We load it the way
 `mlx_lm.lora` does (its CONFIG_DEFAULTS under the YAML under the command line),
 then call `mlx_lm.lora.train_model` with a callback that logs every loss report,
 saves the adapter whenever validation loss reaches a new best, and lets an
-interrupted run resume from its last checkpoint. At the end `adapters.safetensors`
+interrupted run resume from its last checkpoint. mlx-lm's `train()` gets the
+shared-prefix loss (same value, less work) and validation batches that are the
+same at every validation (comparable losses). At the end `adapters.safetensors`
 holds the best-validation weights (the last ones stay in `last_adapters.safetensors`),
 and `training_record.json` and `loss_curves.png` sit beside them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -20,13 +24,14 @@ import shutil
 import sys
 import time
 import types
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
-from .prefix_loss import make_shared_prefix_loss, shared_prefix, shared_prefix_loss_in_trainer
 from .io import atomic_write, read_jsonl, write_json
+from .prefix_loss import make_shared_prefix_loss, shared_prefix
 
 LOG_FILE = "train_log.jsonl"
 RECORD_FILE = "training_record.json"
@@ -187,12 +192,13 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     built = []  # the loss, once train_model has put the LoRA layers in place
     # Called even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
     # layers in place and loads the checkpoint.
-    with shared_prefix_loss_in_trainer(prefix, built):
+    with trainer_hooks(prefix, built):
         train_model(run_args, model, train_set, valid_set, recorder)
     loss = built[-1]
     # The trainer's last validation ran before its last step: measure the final weights too.
     final_val = evaluate(model=model, dataset=CacheDataset(valid_set), batch_size=args.batch_size,
-                         num_batches=args.val_batches, max_seq_length=args.max_seq_length, loss=loss)
+                         num_batches=args.val_batches, max_seq_length=args.max_seq_length, loss=loss,
+                         iterate_batches=same_validation_batches)
     recorder.on_val_loss_report({"iteration": total_iters - done, "val_loss": final_val, "val_time": 0.0})
     if world.size() > 1:
         write_json(adapter_dir / f"rank{world.rank()}.json",
@@ -215,6 +221,51 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     write_json(adapter_dir / RECORD_FILE, record)
     plot_losses(read_log(adapter_dir), adapter_dir / PLOT_FILE, f"{Path(args.adapter_path).name}: {args.model}")
     return record
+
+
+VALIDATION_SEED = 0
+
+
+def same_validation_batches(dataset, batch_size, max_seq_length, loop=False, seed=None, comm_group=None):
+    """mlx-lm's `iterate_batches`, but validation draws the same batches every time.
+
+    mlx-lm shuffles validation batches with the global NumPy RNG, so with `val_batches` below the
+    whole set each validation scores a different subset (and moves the training order): losses
+    that cannot be compared, and a "best" adapter picked by chance. Here the subset is fixed and
+    the training order's RNG is left where it was.
+    """
+    import numpy as np
+    from mlx_lm.tuner.trainer import iterate_batches
+
+    if loop:  # training
+        return iterate_batches(dataset, batch_size, max_seq_length, loop=True, seed=seed, comm_group=comm_group)
+    state = np.random.get_state()
+    np.random.seed(VALIDATION_SEED)
+    batches = iterate_batches(dataset, batch_size, max_seq_length, comm_group=comm_group)
+    try:
+        first = next(batches)  # the shuffle happens here
+    finally:
+        np.random.set_state(state)
+    return itertools.chain([first], batches)
+
+
+@contextmanager
+def trainer_hooks(prefix: list[int], built: list):
+    """Make `mlx_lm.lora.train_model` call mlx-lm's `train()` with the shared-prefix loss (built once the
+    LoRA layers are in place, appended to `built`) and fixed validation batches; restored afterwards."""
+    from mlx_lm import lora
+    from mlx_lm.tuner import trainer
+
+    def train(model, *args, **kwargs):
+        built.append(make_shared_prefix_loss(model, prefix))
+        return trainer.train(model, *args, loss=built[-1], iterate_batches=same_validation_batches, **kwargs)
+
+    original = lora.train
+    lora.train = functools.wraps(trainer.train)(train)
+    try:
+        yield
+    finally:
+        lora.train = original
 
 
 def _prepare_dir(adapter_dir: Path, state: dict | None) -> None:
