@@ -502,11 +502,14 @@ def build_model_folder(out: Path, fill, source: str | Path, provenance: dict) ->
     return out
 
 
-def float32_copy(model: str | Path, models_dir: Path = MODELS) -> Path:
-    """A float32, unquantized copy of `model` under `models_dir` (made once, atomically)."""
+def float32_copy(model: str | Path, models_dir: Path | None = None) -> Path:
+    """A float32, unquantized copy of `model` (made once, atomically) in `models_dir`: by default
+    beside a local model folder, in data/models for a hub id."""
     from mlx_lm.convert import convert
 
     name = Path(str(model)).name if is_local(model) else str(model).replace("/", "--")
+    if models_dir is None:
+        models_dir = Path(model).parent if is_local(model) else MODELS
     out = Path(models_dir) / f"{name}-float32"
     if (out / PROVENANCE).exists():
         return out
