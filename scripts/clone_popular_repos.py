@@ -13,7 +13,7 @@ A repo already at its pin is skipped. Ends by printing Python files per repo.
 
 Run from the project root:
     python -m scripts.clone_popular_repos                 # train + phase5 repos
-    python -m scripts.clone_popular_repos --role all      # also the eval repos
+    python -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos   # the eval repos
     python -m scripts.clone_popular_repos --only flask click --force
 """
 

@@ -1,7 +1,7 @@
 """The project's own held-out eval set (data/eval/unseen_repos.jsonl): format, balance, and every check
 verified against the real eval repositories (role "eval" in configs/repos.toml, never trained on).
 
-The repo-backed test is slow: it fetches the eval repos into data/repos/ when they are not at their
+The repo-backed test is slow: it fetches the eval repos into data/eval_repos/ when they are not at their
 pins (the clone script, package-index route when the git host is unreachable), then greps and reads
 every case with the project's own confined tools.
 """
@@ -118,15 +118,11 @@ def test_no_eval_question_is_a_training_question(cases):
 
 @pytest.fixture(scope="module")
 def repos_root(eval_specs) -> Path:
-    """data/repos with every eval repo at its pin; fetched by the clone script only when one is not.
-
-    (Running the script rewrites data/repos/manifest.json, the Makefile's stamp for the repos stage,
-    so it is not run when nothing needs fetching.)
-    """
-    root = paths.REPOS_ROOT
+    """data/eval_repos with every eval repo at its pin; fetched by the clone script only when one is not."""
+    root = paths.EVAL_REPOS_ROOT
     if any(repos.at_pin(spec, root) is None for spec in eval_specs.values()):
-        proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", "eval"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", "eval",
+                               "--repos-root", str(root)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, f"fetching the eval repos failed:\n{proc.stdout}\n{proc.stderr}"
     missing = [name for name, spec in eval_specs.items() if repos.at_pin(spec, root) is None]
     assert not missing, f"eval repos not at their pins: {missing}"

@@ -6,6 +6,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = PROJECT_ROOT / "configs"
 DATA = PROJECT_ROOT / "data"
 REPOS_ROOT = DATA / "repos"
+EVAL_REPOS_ROOT = DATA / "eval_repos"  # the eval-only repositories, apart from the training sources
 REPO_MANIFEST = CONFIGS / "repos.toml"
 REPO_EXAMPLES = DATA / "repos_examples"
 HTML_EXAMPLES = DATA / "html_examples"
