@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused doctor test clean-data
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark doctor test clean-data
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -99,9 +99,30 @@ phase5: adapters_phase5/training_record.json ## Phase 5: data (220/24) and its L
 
 phase6: adapters_phase6/training_record.json ## Phase 6: data (714/80) and its LoRA adapter
 
-phase7: adapters_phase7/training_record.json phase5 phase6 fused ## the main job: every phase's data and adapter, and the fused model
-
 fused: $(FUSED) ## Phase 5 adapter fused into the base and quantized to 8 bits
+
+# 19.6: the eval-only repositories live apart from the training sources; the in-distribution set
+# is the Phase 7 valid split; the BFCL irrelevance prompts are read from ../shared when present.
+EVAL_REPOS := data/eval_repos/manifest.json
+IN_DIST_EVAL := data/eval/phase7_valid.jsonl
+BENCH_LOG := benchmark_all_phases.log
+BENCH_CODE := benchmark_phase5_vs_base.py tooltrain/benchmark.py tooltrain/scoring.py tooltrain/report.py \
+	tooltrain/tools.py
+
+$(EVAL_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
+	$(PY) -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos
+
+$(IN_DIST_EVAL): $(PHASE7_DATA) scripts/make_in_distribution_eval.py tooltrain/scoring.py
+	$(PY) -m scripts.make_in_distribution_eval
+
+$(BENCH_LOG): adapters_phase5/training_record.json adapters_phase6/training_record.json \
+		adapters_phase7/training_record.json $(FUSED) $(EVAL_REPOS) $(IN_DIST_EVAL) data/eval/unseen_repos.jsonl \
+		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(BENCH_CODE)
+	$(PY) benchmark_phase5_vs_base.py --base-model $(MODEL)
+
+benchmark: $(BENCH_LOG) ## 19.6 base vs Phase 5, 5 fused-8bit, 6, 7 on three eval sets: .log, .json, .png
+
+phase7: adapters_phase7/training_record.json phase5 phase6 fused benchmark ## the main job: data, every adapter, fused model, benchmark
 
 doctor: $(VENV_STAMP) ## device, BLAS in use, measured GFLOP/s, model in use
 	$(PY) -m scripts.doctor --model $(MODEL)

@@ -1,0 +1,88 @@
+"""Step 19.6: compare base, Phase 5, Phase 5 fused-8bit, Phase 6 and Phase 7 on tool-use decisions.
+
+Reads  eval sets in DESIGN.md's eval-case format (default: data/eval/unseen_repos.jsonl, questions
+       about repositories never trained on; data/eval/phase7_valid.jsonl, the Phase 7 valid split;
+       ../shared/eval/bfcl_irrelevance_direct.jsonl, third-party prompts that need no tool), the
+       repositories they ask about (--repos-root, searched in order), the models and adapters
+Writes benchmark_all_phases.log    the spec's table per eval set, plus macro-F1, over/under-call,
+                                   grep hit rate, read validity, format adherence, time to decision,
+                                   tokens/s, peak memory, confusion matrices, the prompt-cache speedup
+       benchmark_all_phases.json   the same, machine-readable
+       benchmark_all_phases.png    accuracy and times per model
+       data/benchmark/predictions/<set>/<model>.jsonl   one prediction per case
+
+Run from the project root (`make benchmark` after `make phase7`):
+    python benchmark_phase5_vs_base.py [--eval PATH ...] [--repos-root DIR ...] [--models NAME ...]
+    python benchmark_phase5_vs_base.py --models phase7 qwen=mlx-community/Qwen2.5-Coder-7B-Instruct-4bit
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+from tooltrain import paths
+from tooltrain.benchmark import default_models, parse_models, run_benchmark
+from tooltrain.report import format_log, write_outputs
+
+ROOT = paths.PROJECT_ROOT
+SHARED_BFCL = ROOT.parent / "shared" / "eval" / "bfcl_irrelevance_direct.jsonl"
+DEFAULT_EVALS = [paths.DATA / "eval" / "unseen_repos.jsonl", paths.DATA / "eval" / "phase7_valid.jsonl"]
+DEFAULT_BASE = str(paths.MODELS / "smollm2-135m-instruct")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--eval", nargs="+", type=Path, metavar="PATH",
+                        help="eval files (default: the unseen-repo set, the Phase 7 valid split, the BFCL prompts)")
+    parser.add_argument("--repos-root", nargs="+", type=Path, metavar="DIR",
+                        default=[paths.DATA / "eval_repos", paths.REPOS_ROOT],
+                        help="folders holding the eval files' repos, searched in order")
+    parser.add_argument("--models", nargs="+", metavar="NAME",
+                        help="default names (base phase5 phase5-fused-8bit phase6 phase7) or NAME=MODEL[:ADAPTER]")
+    parser.add_argument("--base-model", default=DEFAULT_BASE, help="the base the default names use (Makefile MODEL=)")
+    parser.add_argument("--predictions-dir", type=Path, default=paths.DATA / "benchmark" / "predictions")
+    parser.add_argument("--log", type=Path, default=ROOT / "benchmark_all_phases.log")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmark_all_phases.json")
+    parser.add_argument("--chart", type=Path, default=ROOT / "benchmark_all_phases.png")
+    parser.add_argument("--plain-questions", type=int, default=12,
+                        help="questions timed against plain one-shot generate, per model (0: skip)")
+    parser.add_argument("--max-tokens", type=int, default=96, help="generation budget per question")
+    parser.add_argument("--max-answer-tokens", type=int, default=48, help="direct answers stop this far past the decision")
+    return parser.parse_args(argv)
+
+
+def default_evals() -> list[Path]:
+    if SHARED_BFCL.exists():
+        return [*DEFAULT_EVALS, SHARED_BFCL]
+    print(f"note: {SHARED_BFCL} not found, so the BFCL irrelevance prompts are skipped", flush=True)
+    return list(DEFAULT_EVALS)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from tooltrain.train import environment_report, reexec_with_optimized_blas
+
+    reexec_with_optimized_blas()
+    try:
+        specs = parse_models(args.models or [s.name for s in default_models(args.base_model)], args.base_model)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    evals = args.eval or default_evals()
+    results = run_benchmark(evals, args.repos_root, specs, args.predictions_dir, args.plain_questions,
+                            args.max_tokens, args.max_answer_tokens)
+    env = environment_report("")
+    results["environment"] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                              "platform": platform.platform(), "device": env["device"], "blas": env["blas"]}
+    write_outputs(results, args.log, args.json, args.chart)
+    print(format_log(results))
+    print(f"wrote {args.log}, {args.json}, {args.chart}")
+    return 0 if any(not info.get("error") for info in results["models"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

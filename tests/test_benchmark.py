@@ -1,0 +1,216 @@
+"""The benchmark: reading outputs, checking calls for real, metrics, bad eval files, and a real end-to-end run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.fixture_repos import make_repos
+from tests.training_runs import ROOT
+from tooltrain.benchmark import parse_models
+from tooltrain.io import write_jsonl
+from tooltrain.scoring import (Case, EvalFileError, check_call, decided, finished_call, load_cases, metrics,
+                               read_output)
+
+GREP_CALL = '<tool_call>\n{"name": "grep", "arguments": {"pattern": "class FlangePart\\\\b", "path": "gadgets"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("text, decision, form, arguments", [
+    (GREP_CALL, "grep", "tagged", {"pattern": r"class FlangePart\b", "path": "gadgets"}),
+    ('{"name": "read", "arguments": {"path": "gadgets/README.md"}}', "read", "bare", {"path": "gadgets/README.md"}),
+    ('```json\n{"name": "read", "arguments": {"path": "a.py"}}\n```', "read", "bare", {"path": "a.py"}),
+    ('{"name": "read", "arguments": "{\\"path\\": \\"a.py\\"}"}', "read", "bare", {"path": "a.py"}),
+    ('Sure, let me look. <tool_call>{"name": "read", "arguments": {"path": "a.py"}}</tool_call>', "read",
+     "embedded", {"path": "a.py"}),
+    ('<tool_call>\n{"name": "grep", "arguments": {"pattern": "x"', "grep", "malformed", None),
+    ('<tool_call>\n{"name": "grep", "arguments": {"pattern": "x", }}\n</tool_call>', "grep", "malformed", None),
+    ('<tool_call>\n{"name": "search_web", "arguments": {"q": "x"}}\n</tool_call>', "invalid", "tagged", {"q": "x"}),
+    ("<tool_call>\n</tool_call>", "invalid", "malformed", None),
+    ("A decorator wraps a function.", "direct", "text", None),
+    ("{not json at all", "direct", "text", None),
+    ("", "direct", "text", None),
+])
+def test_read_output(text, decision, form, arguments):
+    reading = read_output(text)
+    assert (reading.decision, reading.form) == (decision, form)
+    assert (reading.tool_call or {}).get("arguments") == arguments
+
+
+@pytest.mark.parametrize("partial, expected", [
+    ("", None), ("  ", None), ("<", None), ("<tool_c", None), ("<tool_call>\n{\"name\": \"gr", None),
+    ("<tool_call>\n{\"name\": \"grep\"", "grep"), ("{\"name\": \"read\"", "read"),
+    ("<tool_call>\n{\"name\": \"shell\"", "invalid"), ("The", "direct"), ("<b>bold</b>", "direct"),
+    ("```", None), ("```json\n", None), ("```json\n{\"name\": \"read\"", "read"), ("```python", "direct"),
+])
+def test_decision_settles_as_soon_as_the_output_allows(partial, expected):
+    assert decided(partial) == expected
+
+
+def test_a_call_is_finished_at_its_closing_tag_or_closing_brace():
+    assert finished_call(GREP_CALL) and not finished_call(GREP_CALL[:-3])
+    assert finished_call('{"name": "read", "arguments": {"path": "a"}}')
+    assert not finished_call('{"name": "read", "arguments": {"path": "a"}')
+    assert not finished_call("plain words")
+
+
+@pytest.fixture
+def root(tmp_path):
+    make_repos(tmp_path / "repos")
+    return tmp_path / "repos"
+
+
+def grep_case(must_find="class FlangePart(FlangeBase):", in_file="gadgets/src/gadgets/flange.py"):
+    return Case("g", "Where is FlangePart defined in gadgets?", "gadgets", "grep",
+                {"must_find": must_find, "in_file": in_file})
+
+
+def read_case():
+    return Case("r", "Open gadgets/README.md.", "gadgets", "read", {"path": "gadgets/README.md"})
+
+
+def call(name, **arguments):
+    return read_output(json.dumps({"name": name, "arguments": arguments}))
+
+
+@pytest.mark.parametrize("reading, valid, detail", [
+    (call("grep", pattern=r"class FlangePart\b", path="gadgets"), True, "1 hits"),
+    (call("grep", pattern=r"class FlangePart\b", path="gadgets/src"), True, "1 hits"),
+    (call("grep", pattern=r"def describe_flange", path="gadgets"), False, "none in gadgets/src/gadgets/flange.py"),
+    (call("grep", pattern=r".", path="gadgets"), False, "pattern too broad"),
+    (call("grep", pattern=r"class FlangePart", path="../gadgets"), False, "'..' is not allowed"),
+    (call("grep", pattern=r"class FlangePart", path="/etc"), False, "absolute paths are not allowed"),
+    (call("grep", pattern="(", path="gadgets"), False, "invalid regular expression"),
+    (call("grep", path="gadgets"), False, "pattern must be a non-empty string"),
+    (read_output('<tool_call>{"name": "grep", "arguments": {"pattern": "x"</tool_call>'), False, "could not be read"),
+])
+def test_grep_calls_are_run_for_real_and_confined(root, reading, valid, detail):
+    got, message = check_call(grep_case(), reading, root)
+    assert got is valid and detail in message
+
+
+def test_catastrophic_regex_is_cut_off(root):
+    (root / "gadgets" / "slow.txt").write_text("a" * 40 + "!\n")
+    got, message = check_call(grep_case(), call("grep", pattern=r"(a|aa)+$", path="gadgets"), root)
+    assert got is False and "longer than" in message
+
+
+@pytest.mark.parametrize("path, valid, detail", [
+    ("gadgets/README.md", True, ""), ("gadgets/./README.md", True, ""),
+    ("gadgets/pyproject.toml", False, "another file"), ("gadgets/NOPE.md", False, "no such file"),
+    ("bolts/../gadgets/README.md", False, "'..'"), ("/work/main/README.md", False, "absolute"),
+])
+def test_read_calls_must_resolve_to_the_asked_for_file(root, path, valid, detail):
+    got, message = check_call(read_case(), call("read", path=path), root)
+    assert got is valid and detail in message
+
+
+def test_read_through_a_symlink_that_leaves_the_root_is_refused(root, tmp_path):
+    (tmp_path / "secret.txt").write_text("secret\n")
+    (root / "gadgets" / "escape.txt").symlink_to(tmp_path / "secret.txt")
+    got, message = check_call(read_case(), call("read", path="gadgets/escape.txt"), root)
+    assert got is False and "leaves the repos root" in message
+
+
+def test_no_check_for_direct_cases_or_wrong_decisions(root):
+    direct = Case("d", "What is a closure?", None, "direct", {})
+    assert check_call(direct, call("grep", pattern="x", path="gadgets"), root) == (None, "")
+    assert check_call(grep_case(), read_output("It is in flange.py."), root) == (None, "")
+
+
+def record(expected, decision, valid=None, form=None):
+    return {"expected": expected, "decision": decision, "valid": valid,
+            "form": form or ("text" if decision == "direct" else "tagged")}
+
+
+def test_metrics_on_hand_made_predictions():
+    records = [record("grep", "grep", True), record("grep", "grep", False), record("grep", "direct"),
+               record("grep", "read", form="bare"), record("read", "read", True), record("read", "read", True),
+               record("direct", "direct"), record("direct", "direct"), record("direct", "grep", form="bare"),
+               record("direct", "invalid", form="malformed")]
+    m = metrics(records)
+    assert m["cases"] == 10 and m["accuracy"] == 0.6
+    # grep: P 2/3 R 2/4 -> 4/7; read: P 2/3 R 2/2 -> 0.8; direct: P 2/3 R 2/4 -> 4/7
+    assert m["f1"] == {"grep": round(4 / 7, 4), "read": 0.8, "direct": round(4 / 7, 4)}
+    assert m["macro_f1"] == round((4 / 7 + 0.8 + 4 / 7) / 3, 4)
+    assert m["success"] == 0.5  # the grep that missed its line is a right decision, not a success
+    assert m["over_call_rate"] == 0.5 and m["under_call_rate"] == round(1 / 6, 4)
+    assert m["grep_hit_rate"] == 0.5 and m["read_valid_rate"] == 1.0
+    assert m["format_adherence"] == round(4 / 7, 4)  # 7 outputs tried a call, 4 in the template's tagged form
+    assert m["confusion"]["grep"] == {"grep": 2, "direct": 1, "read": 1}
+    assert m["confusion"]["direct"] == {"direct": 2, "grep": 1, "invalid": 1}
+
+
+def test_bad_eval_files_are_named(tmp_path):
+    path = tmp_path / "eval.jsonl"
+    good = {"id": "a", "question": "Q?", "repo": None, "expected": "direct", "check": {}}
+    write_jsonl(path, [good])
+    assert load_cases(path) == [Case("a", "Q?", None, "direct", {})]
+    path.write_text(json.dumps(good) + "\n{broken\n")
+    with pytest.raises(EvalFileError, match=r"eval.jsonl:2: not valid JSON"):
+        load_cases(path)
+    for bad, message in [({**good, "expected": "search"}, "unknown label 'search'"),
+                         ({**good, "expected": "grep"}, "needs check keys \\['in_file', 'must_find'\\]"),
+                         ({"id": "b", "question": "Q?"}, "missing expected")]:
+        write_jsonl(path, [good, bad])
+        with pytest.raises(EvalFileError, match=message):
+            load_cases(path)
+    write_jsonl(path, [good, good])
+    with pytest.raises(EvalFileError, match="duplicate id"):
+        load_cases(path)
+    with pytest.raises(EvalFileError, match="no such eval file"):
+        load_cases(tmp_path / "missing.jsonl")
+
+
+def test_model_names_and_custom_models():
+    specs = parse_models(["base", "phase7", "qwen=mlx-community/Qwen2.5-Coder-7B-Instruct-4bit",
+                          "mine=models/m:adapters/a"], "models/base")
+    assert [(s.name, s.model, s.adapter) for s in specs] == [
+        ("base", "models/base", None), ("phase7", "models/base", str(ROOT / "adapters_phase7")),
+        ("qwen", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", None), ("mine", "models/m", "adapters/a")]
+    with pytest.raises(ValueError, match="not one of"):
+        parse_models(["phase9"], "models/base")
+
+
+@pytest.mark.slow
+def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base, trained, root, tmp_path):
+    """The real embedded base and a 6-step adapter: log, JSON, predictions and chart; a missing model,
+    a malformed eval file and a case whose repo is missing are reported while the rest goes on."""
+    cases = [{"id": "g1", "question": "Where is the FlangePart class defined in gadgets?", "repo": "gadgets",
+              "expected": "grep", "check": {"must_find": "class FlangePart(", "in_file": "gadgets/src/gadgets/flange.py"}},
+             {"id": "r1", "question": "Open gadgets/README.md.", "repo": "gadgets", "expected": "read",
+              "check": {"path": "gadgets/README.md"}},
+             {"id": "d1", "question": "What is a Python decorator?", "repo": None, "expected": "direct", "check": {}},
+             {"id": "m1", "question": "Open nowhere/README.md.", "repo": "nowhere", "expected": "read",
+              "check": {"path": "nowhere/README.md"}}]
+    good, bad = tmp_path / "mini.jsonl", tmp_path / "broken.jsonl"
+    write_jsonl(good, cases)
+    bad.write_text('{"id": "x", "question": "Q", "expected": "maybe", "check": {}}\n')
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "benchmark_phase5_vs_base.py", "--eval", str(good), str(bad), "--repos-root", str(root),
+         "--base-model", str(converted), "--models", "base", f"tiny={float32_base}:{trained}",
+         f"ghost={tmp_path / 'no-such-model'}", "--predictions-dir", str(out / "pred"), "--log", str(out / "b.log"),
+         "--json", str(out / "b.json"), "--chart", str(out / "b.png"), "--plain-questions", "2",
+         "--max-tokens", "24", "--max-answer-tokens", "4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = (out / "b.log").read_text()
+    assert "Phase  Examples  Load Time  Avg Gen Time  Accuracy  Adapter Size" in log
+    assert "ghost: not benchmarked: " in log and "no-such-model" in log
+    assert "eval set skipped" in log and "unknown label 'maybe'" in log
+    assert "plain one-shot mlx_lm.generate" in log
+    results = json.loads((out / "b.json").read_text())
+    assert set(results["results"]) == {"mini"}
+    for name in ("base", "tiny"):
+        summary = results["results"]["mini"][name]
+        assert summary["cases"] == 3 and len(summary["skipped"]) == 1 and "nowhere" in summary["skipped"][0]
+        predictions = [json.loads(line) for line in (out / "pred" / f"{name}.jsonl").read_text().splitlines()]
+        assert [p["id"] for p in predictions] == ["g1", "r1", "d1"]
+        for p in predictions:
+            assert p["decision"] == read_output(p["raw"]).decision and p["prefix_reused"]
+            assert 0 < p["time_to_decision_s"] <= p["gen_time_s"]
+    tiny = next(m for m in results["models"] if m["name"] == "tiny")
+    assert tiny["examples"] == 12 and tiny["size_of"] == "adapter" and tiny["load_time_s"] > 0
+    assert tiny["plain_vs_cached"]["questions"] == 2
+    assert (out / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

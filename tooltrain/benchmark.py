@@ -1,0 +1,278 @@
+"""Step 19.6: run eval sets through several models and compare decisions, arguments and speed.
+
+Each model is loaded once. The system-and-tools prompt every question shares is
+prefilled once per model into mlx-lm's prompt cache; each question then prefills
+only its own tokens and the cache is trimmed back afterwards. Greedy generation
+stops as soon as a tool call is complete or the turn ends (a direct answer is cut
+at `max_answer_tokens`: its first tokens already settle the decision). The time to
+decision is when the output first settles grep, read or direct (for a tool call:
+once its name is out). A model that is missing or fails is reported and the others
+go on; every tool call is run for real by the confined tools.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import paths
+from .scoring import Case, check_call, decided, finished_call, metrics, read_output
+from .tools import SYSTEM_PROMPT, TOOLS
+
+ADAPTER_FILE = "adapters.safetensors"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model: str  # mlx-lm folder or hub id
+    adapter: str | None = None
+    float32_on_cpu: bool = True  # on a CPU, load the float32 copy of a quantized base (what adapters train on)
+
+
+def default_models(base: str) -> list[ModelSpec]:
+    """The spec's five: base, Phase 5, Phase 5 fused-8bit (loaded as it is), Phase 6, Phase 7."""
+    root = paths.PROJECT_ROOT
+    return [ModelSpec("base", base), ModelSpec("phase5", base, str(root / "adapters_phase5")),
+            ModelSpec("phase5-fused-8bit", str(paths.MODELS / "phase5-fused-8bit"), float32_on_cpu=False),
+            ModelSpec("phase6", base, str(root / "adapters_phase6")),
+            ModelSpec("phase7", base, str(root / "adapters_phase7"))]
+
+
+def parse_models(names: list[str], base: str) -> list[ModelSpec]:
+    """Default names, or `name=model[:adapter]` for any other mlx-lm model (loaded as it is)."""
+    known = {spec.name: spec for spec in default_models(base)}
+    specs = []
+    for item in names:
+        if item in known:
+            specs.append(known[item])
+        elif "=" in item:
+            name, _, rest = item.partition("=")
+            model, _, adapter = rest.partition(":")
+            if not name or not model:
+                raise ValueError(f"--models {item!r}: expected NAME=MODEL[:ADAPTER]")
+            specs.append(ModelSpec(name, model, adapter or None, float32_on_cpu=bool(adapter)))
+        else:
+            raise ValueError(f"--models {item!r}: not one of {', '.join(known)} and not NAME=MODEL[:ADAPTER]")
+    return specs
+
+
+def examples_behind(spec: ModelSpec) -> int:
+    """Training rows (train + valid) behind a model: its adapter's record, or the fused adapter's."""
+    adapter = spec.adapter
+    provenance = Path(spec.model) / "provenance.json"
+    if adapter is None and provenance.exists():
+        adapter = json.loads(provenance.read_text()).get("adapter")
+    record = Path(adapter or "") / "training_record.json"
+    if adapter is None or not record.exists():
+        return 0
+    return sum(json.loads(record.read_text())["rows"].values())
+
+
+def size_on_disk(spec: ModelSpec) -> tuple[int, str]:
+    """(bytes, what): the adapter file, or for a model with no adapter its weights."""
+    if spec.adapter:
+        return (Path(spec.adapter) / ADAPTER_FILE).stat().st_size, "adapter"
+    folder = Path(spec.model)
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")), "model"
+
+
+def load_model(spec: ModelSpec):
+    """(model, tokenizer, what was loaded) — a missing or broken folder raises a clear error."""
+    from mlx_lm import load
+
+    from .modelprep import check_folder, is_local, training_base
+
+    if is_local(spec.model):
+        check_folder(Path(spec.model))
+    if spec.adapter and not (Path(spec.adapter) / ADAPTER_FILE).exists():
+        raise FileNotFoundError(f"{spec.adapter}/{ADAPTER_FILE} is missing (train it first: make phase7)")
+    weights, note = (training_base(spec.model) if spec.float32_on_cpu else (spec.model, "loaded as it is"))
+    model, tokenizer = load(weights, adapter_path=spec.adapter)
+    return model, tokenizer, f"{weights}{' + ' + spec.adapter if spec.adapter else ''} ({note})"
+
+
+def messages(question: str) -> list[dict]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+class Decider:
+    """Greedy tool-use decisions with the shared system-and-tools prefix prefilled once."""
+
+    def __init__(self, model, tokenizer, max_tokens: int = 96, max_answer_tokens: int = 48):
+        import mlx.core as mx
+        from mlx_lm.models.cache import make_prompt_cache
+
+        self.model, self.tokenizer = model, tokenizer
+        self.max_tokens, self.max_answer_tokens = max_tokens, max_answer_tokens
+        self.prefix = tokenizer.apply_chat_template(messages("")[:1], tools=TOOLS)
+        self.cache = make_prompt_cache(model)
+        model(mx.array(self.prefix)[None], cache=self.cache)
+        mx.eval([c.state for c in self.cache])
+
+    def prompt(self, question: str) -> list[int]:
+        return self.tokenizer.apply_chat_template(messages(question), tools=TOOLS, add_generation_prompt=True)
+
+    def decide(self, question: str) -> dict:
+        """{"raw", "time_to_decision_s", "gen_time_s", "tokens", "prompt_tokens"} for one question."""
+        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+        tokens = self.prompt(question)
+        shared = tokens[: len(self.prefix)] == self.prefix
+        cache = self.cache if shared else make_prompt_cache(self.model)
+        started = time.perf_counter()
+        raw, count, decision_at = self._generate(tokens[len(self.prefix):] if shared else tokens, cache, started)
+        took = time.perf_counter() - started
+        if shared:
+            trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
+        return {"raw": raw, "time_to_decision_s": decision_at if decision_at is not None else took,
+                "gen_time_s": took, "tokens": count, "prompt_tokens": len(tokens), "prefix_reused": shared}
+
+    def _generate(self, prompt: list[int], cache, started: float) -> tuple[str, int, float | None]:
+        from mlx_lm.generate import stream_generate
+
+        generated, decision_at, after_decision = [], None, 0
+        for response in stream_generate(self.model, self.tokenizer, prompt, max_tokens=self.max_tokens,
+                                        prompt_cache=cache):
+            if response.finish_reason == "stop":
+                break
+            generated.append(response.token)
+            text = self.tokenizer.decode(generated)
+            if decision_at is None:
+                label = decided(text)
+                if label is not None:
+                    decision_at = time.perf_counter() - started
+            after_decision += decision_at is not None and decided(text) == "direct"
+            if finished_call(text) or after_decision >= self.max_answer_tokens:
+                break
+        return self.tokenizer.decode(generated), len(generated), decision_at
+
+    def plain_generate(self, question: str) -> tuple[str, float]:
+        """mlx-lm's one-shot `generate` on the whole prompt, as a user would call it (no cache, no early stop)."""
+        from mlx_lm import generate
+
+        started = time.perf_counter()
+        text = generate(self.model, self.tokenizer, prompt=self.prompt(question), max_tokens=self.max_tokens)
+        return text, time.perf_counter() - started
+
+
+def repo_root(case: Case, roots: list[Path]) -> Path | None:
+    """The first repos root holding the case's repo folder (None: missing, or a case with no repo)."""
+    if case.repo is None:
+        return roots[0] if roots else None
+    return next((Path(r) for r in roots if (Path(r) / case.repo).is_dir()), None)
+
+
+def run_case(decider: Decider, case: Case, roots: list[Path]) -> dict:
+    out = decider.decide(case.question)
+    reading = read_output(out["raw"])
+    root = repo_root(case, roots)
+    valid, detail = check_call(case, reading, root)
+    return {"id": case.id, "decision": reading.decision, "tool_call": reading.tool_call, "raw": out["raw"],
+            "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form,
+            "time_to_decision_s": round(out["time_to_decision_s"], 4), "gen_time_s": round(out["gen_time_s"], 4),
+            "tokens": out["tokens"], "prefix_reused": out["prefix_reused"]}
+
+
+def summarize(records: list[dict], skipped: list[str]) -> dict:
+    summary = metrics(records)
+    if records:
+        gen_time = sum(r["gen_time_s"] for r in records)
+        summary.update({
+            "avg_time_to_decision_s": round(sum(r["time_to_decision_s"] for r in records) / len(records), 4),
+            "avg_gen_time_s": round(gen_time / len(records), 4),
+            "tokens_per_second": round(sum(r["tokens"] for r in records) / gen_time, 1) if gen_time else None,
+        })
+    summary["skipped"] = skipped
+    return summary
+
+
+def compare_with_plain(decider: Decider, cases: list[Case], count: int) -> dict:
+    """Time this path against plain one-shot `generate` on the same questions, side by side."""
+    picked = spread(cases, count)
+    fast, plain, same = 0.0, 0.0, 0
+    for case in picked:
+        ours = decider.decide(case.question)
+        text, took = decider.plain_generate(case.question)
+        fast += ours["gen_time_s"]
+        plain += took
+        same += read_output(text).decision == read_output(ours["raw"]).decision
+    return {"questions": len(picked), "this_path_s": round(fast, 3), "plain_generate_s": round(plain, 3),
+            "speedup": round(plain / fast, 2) if fast else None, "same_decision": same}
+
+
+def spread(cases: list[Case], count: int) -> list[Case]:
+    """Up to `count` cases taken round-robin over the expected labels, in file order."""
+    by_label = {label: [c for c in cases if c.expected == label] for label in ("grep", "read", "direct")}
+    picked = []
+    while len(picked) < count and any(by_label.values()):
+        for label in by_label:
+            if by_label[label] and len(picked) < count:
+                picked.append(by_label[label].pop(0))
+    return picked
+
+
+def model_info(spec: ModelSpec) -> dict:
+    info = {**asdict(spec), "examples": examples_behind(spec)}
+    try:
+        info["size_bytes"], info["size_of"] = size_on_disk(spec)
+    except OSError:
+        info["size_bytes"], info["size_of"] = None, None
+    return info
+
+
+def run_benchmark(eval_files: list[Path], roots: list[Path], specs: list[ModelSpec], predictions_dir: Path | None,
+                  plain_questions: int = 12, max_tokens: int = 96, max_answer_tokens: int = 48) -> dict:
+    """Every model over every eval set; returns the results (what the log, JSON and chart show)."""
+    import mlx.core as mx
+    from tqdm import tqdm
+
+    from .io import write_jsonl
+    from .scoring import EvalFileError, load_cases
+
+    sets, paths_of, problems = {}, {}, []
+    for path in eval_files:
+        try:
+            sets[Path(path).stem], paths_of[Path(path).stem] = load_cases(path), str(path)
+        except EvalFileError as err:
+            problems.append(f"eval set skipped: {err}")
+            print(f"error: {err} (this eval set is skipped)", flush=True)
+    results = {"sets": {name: {"path": paths_of[name], "cases": len(cases)} for name, cases in sets.items()},
+               "models": [], "results": {name: {} for name in sets}, "problems": problems,
+               "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens,
+                            "repos_roots": [str(r) for r in roots], "decoding": "greedy"}}
+    for spec in specs:
+        info = model_info(spec)
+        results["models"].append(info)
+        mx.reset_peak_memory()
+        try:
+            started = time.perf_counter()
+            model, tokenizer, info["loaded"] = load_model(spec)
+            decider = Decider(model, tokenizer, max_tokens, max_answer_tokens)
+            info["load_time_s"] = round(time.perf_counter() - started, 3)
+        except Exception as err:  # a missing or broken model is a row of the report, not the end of the run
+            info["error"] = f"{type(err).__name__}: {err}"
+            print(f"{spec.name}: could not load: {info['error']}", flush=True)
+            continue
+        for set_name, cases in sets.items():
+            records, skipped = [], []
+            for case in tqdm(cases, desc=f"{spec.name} / {set_name}", unit="q", leave=False):
+                if case.repo is not None and repo_root(case, roots) is None:
+                    skipped.append(f"{case.id}: repo folder {case.repo!r} not under {', '.join(map(str, roots))}")
+                    continue
+                records.append(run_case(decider, case, roots))
+            if skipped:
+                print(f"{spec.name} / {set_name}: {len(skipped)} cases skipped ({skipped[0]} ...)", flush=True)
+            if predictions_dir is not None:
+                folder = Path(predictions_dir) / set_name if len(sets) > 1 else Path(predictions_dir)
+                write_jsonl(folder / f"{spec.name}.jsonl", records)
+            results["results"][set_name][spec.name] = summary = summarize(records, skipped)
+            print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, "
+                  f"time to decision {summary.get('avg_time_to_decision_s')} s", flush=True)
+        if plain_questions and sets:
+            info["plain_vs_cached"] = compare_with_plain(decider, next(iter(sets.values())), plain_questions)
+        info["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 3)
+        del model, tokenizer, decider
+    return results

@@ -1,0 +1,131 @@
+"""The benchmark's outputs: the text log (the spec's table and the rest), the JSON, the PNG chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .io import atomic_write, write_json, write_text
+from .scoring import INVALID, LABELS
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def _size(info: dict) -> str:
+    if info.get("size_bytes") is None:
+        return "-"
+    return f"{info['size_bytes'] / 1e6:.1f} MB" + (" (model)" if info.get("size_of") == "model" else "")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                   for i, (c, w) in enumerate(zip(cells, widths)))
+    return [line(header), line(["-" * w for w in widths]), *map(line, rows)]
+
+
+def format_log(results: dict) -> str:
+    env, settings = results.get("environment", {}), results["settings"]
+    models = results["models"]
+    out = [f"Tool-use decision benchmark ({env.get('when', '')})",
+           f"machine: {env.get('platform', '?')}; device {env.get('device', '?')}; BLAS {env.get('blas', '?')}",
+           f"decoding: {settings['decoding']}, shared system-and-tools prefix prefilled once per model (prompt cache), "
+           f"stop at a complete tool call or end of turn, at most {settings['max_tokens']} tokens, "
+           f"direct answers cut {settings['max_answer_tokens']} tokens after the decision",
+           "accuracy = right decision; success = right decision with a working call (grep hits the asked-for line "
+           "of the asked-for file, read opens the asked-for file)", ""]
+    for problem in results.get("problems", []):
+        out.append(f"! {problem}")
+    for info in models:
+        if info.get("error"):
+            out.append(f"! {info['name']}: not benchmarked: {info['error']}")
+    for set_name, meta in results["sets"].items():
+        per_model = results["results"][set_name]
+        out += ["", f"== {set_name}: {meta['cases']} cases ({meta['path']}) ==", ""]
+        rows = []
+        for info in models:
+            m = per_model.get(info["name"])
+            if m is None:
+                continue
+            rows.append([info["name"], str(info["examples"]), _seconds(info.get("load_time_s")),
+                         _seconds(m.get("avg_gen_time_s")), _pct(m.get("accuracy")), _size(info)])
+        out += _table(["Phase", "Examples", "Load Time", "Avg Gen Time", "Accuracy", "Adapter Size"], rows)
+        out.append("")
+        rows = []
+        for info in models:
+            m = per_model.get(info["name"])
+            if m is None:
+                continue
+            rows.append([info["name"], str(m["cases"]), "-" if m.get("macro_f1") is None else f"{m['macro_f1']:.3f}",
+                         _pct(m.get("success")), _pct(m.get("over_call_rate")), _pct(m.get("under_call_rate")),
+                         _pct(m.get("grep_hit_rate")), _pct(m.get("read_valid_rate")),
+                         _pct(m.get("format_adherence")), _seconds(m.get("avg_time_to_decision_s")),
+                         "-" if m.get("tokens_per_second") is None else f"{m['tokens_per_second']:.0f}",
+                         f"{info.get('peak_memory_gb', 0):.2f} GB", str(len(m["skipped"]))])
+        out += _table(["Model", "Cases", "Macro-F1", "Success", "Over-call", "Under-call", "Grep hit",
+                       "Read valid", "Format", "Decision", "Tok/s", "Peak mem", "Skipped"], rows)
+        out += ["", "confusion (rows: expected; columns: decided " + " / ".join((*LABELS, INVALID)) + ")"]
+        for info in models:
+            m = per_model.get(info["name"])
+            if m is None or not m["cases"]:
+                continue
+            cells = [f"{label} {'/'.join(str(m['confusion'][label].get(d, 0)) for d in (*LABELS, INVALID))}"
+                     for label in LABELS if sum(m["confusion"][label].values())]
+            out.append(f"  {info['name']:<18} " + "   ".join(cells))
+    plain = [(info["name"], info["plain_vs_cached"]) for info in models if info.get("plain_vs_cached")]
+    if plain:
+        out += ["", "this path vs plain one-shot mlx_lm.generate on the same questions (measured side by side):"]
+        for name, p in plain:
+            out.append(f"  {name:<18} {p['questions']} questions: {p['plain_generate_s']:.2f} s plain vs "
+                       f"{p['this_path_s']:.2f} s = {p['speedup']}x faster; same decision {p['same_decision']}/"
+                       f"{p['questions']}")
+    return "\n".join(out) + "\n"
+
+
+def plot(results: dict, out: Path) -> None:
+    """Accuracy per model and eval set, and the average time to decision and generation time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [info["name"] for info in results["models"] if not info.get("error")]
+    sets = list(results["sets"])
+    fig, (acc, speed) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.8 / max(1, len(sets))
+    for i, set_name in enumerate(sets):
+        values = [100 * (results["results"][set_name].get(n, {}).get("accuracy") or 0) for n in names]
+        bars = acc.bar([x + i * width for x in range(len(names))], values, width, label=set_name)
+        acc.bar_label(bars, fmt="%.0f", fontsize=7)
+    acc.set_xticks([x + width * (len(sets) - 1) / 2 for x in range(len(names))], names, rotation=20, fontsize=8)
+    acc.set_ylabel("decision accuracy (%)")
+    acc.set_ylim(0, 105)
+    acc.legend(fontsize=8)
+    acc.set_title("decision accuracy", fontsize=10)
+    first = sets[0] if sets else None
+    for offset, key, label in ((-0.2, "avg_time_to_decision_s", "time to decision"),
+                               (0.2, "avg_gen_time_s", "generation time")):
+        values = [(results["results"][first].get(n, {}) if first else {}).get(key) or 0 for n in names]
+        bars = speed.bar([x + offset for x in range(len(names))], values, 0.4, label=label)
+        speed.bar_label(bars, fmt="%.2f", fontsize=7)
+    speed.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    speed.set_ylabel(f"seconds per question ({first})")
+    speed.legend(fontsize=8)
+    speed.set_title("speed", fontsize=10)
+    fig.tight_layout()
+    with atomic_write(out, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(results: dict, log: Path, json_path: Path | None, png: Path | None) -> None:
+    if json_path is not None:
+        write_json(json_path, results)
+    if png is not None:
+        plot(results, png)
+    write_text(log, format_log(results))
