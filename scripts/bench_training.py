@@ -1,0 +1,46 @@
+"""Training speed benchmark: the stock mlx[cpu] path vs the project's, on the same steps, in one run.
+
+Reads  the base model (default: the embedded SmolLM2-135M) and a data folder (default: data/phase7_format)
+Writes nothing; prints one line per path (seconds per step, tokens/s over every row token and over
+       the loss tokens, peak memory) and the ratios, all measured in this run.
+
+Paths (each in its own process): stock = quantized base + bundled BLAS + mlx-lm's default_loss;
+blas = float32 copy + OpenBLAS + default_loss; project = float32 copy + OpenBLAS + shared-prefix loss.
+
+Run from the project root (the stock path takes ~25 minutes for 20 steps on a 2-core CPU):
+    python -m scripts.bench_training [--steps 20] [--paths stock blas project]
+"""
+
+import argparse
+import json
+
+from tooltrain import paths
+from tooltrain.train_speed import PATHS, measure, report, run_child
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(paths.MODELS / "smollm2-135m-instruct"))
+    parser.add_argument("--data", default=str(paths.PHASE7_FORMAT))
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--num-layers", type=int, default=16, help="LoRA blocks, as in configs/lora_phase*.yaml")
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
+    parser.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    setting = [args.model, args.data, args.steps, args.num_layers, args.batch_size, args.seed]
+    if args.child:
+        print(json.dumps(measure(args.child, *setting)))
+        return
+    argv = ["--model", args.model, "--data", args.data, "--steps", str(args.steps), "--num-layers",
+            str(args.num_layers), "--batch-size", str(args.batch_size), "--seed", str(args.seed)]
+    results = []
+    for path in args.paths:
+        print(f"running {path} ({args.steps} steps) ...", flush=True)
+        results.append(run_child(path, argv))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
