@@ -27,7 +27,7 @@ PHASE7_DATA := data/phase7_format/manifest.json
 COMMON_CODE := tooltrain/__init__.py tooltrain/paths.py tooltrain/io.py tooltrain/cli.py tooltrain/datacard.py
 GEN_CODE := $(COMMON_CODE) tooltrain/extract.py tooltrain/generate.py tooltrain/templates.py \
 	tooltrain/docstrings.py tooltrain/tools.py tooltrain/pipeline.py tooltrain/split.py \
-	tooltrain/resources/general_qa.jsonl
+	tooltrain/resources/general_qa.jsonl tooltrain/resources/library_qa.jsonl tooltrain/resources/world_qa.jsonl
 SPLIT_CODE := $(COMMON_CODE) tooltrain/pipeline.py tooltrain/split.py
 
 help: ## list the targets

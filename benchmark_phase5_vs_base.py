@@ -48,10 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--log", type=Path, default=ROOT / "benchmark_all_phases.log")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmark_all_phases.json")
     parser.add_argument("--chart", type=Path, default=ROOT / "benchmark_all_phases.png")
-    parser.add_argument("--plain-questions", type=int, default=12,
+    parser.add_argument("--plain-questions", type=int, default=6,
                         help="questions timed against plain one-shot generate, per model (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=96, help="generation budget per question")
-    parser.add_argument("--max-answer-tokens", type=int, default=48, help="direct answers stop this far past the decision")
+    parser.add_argument("--max-answer-tokens", type=int, default=8, help="direct answers stop this far past the decision")
     return parser.parse_args(argv)
 
 

@@ -19,7 +19,7 @@ from tooltrain.pipeline import build_repo_examples, split_and_write
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_common(parser, {"grep": 134, "read": 60, "direct": 50})
-    parser.add_argument("--curated-direct", type=int, default=25, help="curated direct examples (default 25)")
+    parser.add_argument("--curated-direct", type=int, default=40, help="curated direct examples (default 40)")
     parser.add_argument("--valid", type=int, default=24, help="rows in valid (default 24)")
     parser.add_argument("--examples-out", type=Path, default=paths.PHASE5_EXAMPLES)
     parser.add_argument("--out", type=Path, default=paths.PHASE5_FORMAT)

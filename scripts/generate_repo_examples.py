@@ -1,7 +1,7 @@
 """Step 19.2: AST-parse the pinned repositories into verified tool-use examples.
 
 Reads  data/repos/<name>/ for every repo of the manifest's "train" role
-       tooltrain/resources/general_qa.jsonl (curated direct answers)
+       tooltrain/resources/{general,library,world}_qa.jsonl (curated direct answers)
 Writes data/repos_examples/training_examples.jsonl  300 grep + 150 read + 100 direct
        data/repos_examples/DATA_CARD.md, manifest.json (last)
 
@@ -22,8 +22,8 @@ from tooltrain.pipeline import build_repo_examples
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_common(parser, {"grep": 300, "read": 150, "direct": 100})
-    parser.add_argument("--curated-direct", type=int, default=50,
-                        help="how many direct examples come from the curated list (default 50)")
+    parser.add_argument("--curated-direct", type=int, default=70,
+                        help="how many direct examples come from the curated lists (default 70)")
     parser.add_argument("--role", default="train", help="manifest role of the source repos (default train)")
     parser.add_argument("--out", type=Path, default=paths.REPO_EXAMPLES, help="output folder")
     parser.add_argument("--workers", type=int, default=None, help="parser processes (default: all cores)")

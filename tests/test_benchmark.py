@@ -9,6 +9,7 @@ import pytest
 from tests.fixture_repos import make_repos
 from tests.training_runs import ROOT
 from tooltrain.benchmark import parse_models
+from tooltrain.decoding import greedy_decode, lookup_draft
 from tooltrain.io import write_jsonl
 from tooltrain.scoring import (Case, EvalFileError, check_call, decided, finished_call, load_cases, metrics,
                                read_output)
@@ -170,6 +171,62 @@ def test_model_names_and_custom_models():
         ("qwen", "mlx-community/Qwen2.5-Coder-7B-Instruct-4bit", None), ("mine", "models/m", "adapters/a")]
     with pytest.raises(ValueError, match="not one of"):
         parse_models(["phase9"], "models/base")
+
+
+def test_lookup_draft_proposes_what_followed_the_latest_match():
+    context = [1, 2, 3, 4, 5, 9, 2, 3, 7, 8]
+    assert lookup_draft([0, 2, 3], context, 2) == [7, 8]  # the later "2 3" wins
+    assert lookup_draft([9, 4], context, 3) == [5, 9, 2]  # falls back to the 1-token tail
+    assert lookup_draft([6], context, 3) == [] and lookup_draft([2], context, 0) == []
+    assert lookup_draft([7, 8], context + [7, 8], 4) == [7, 8]  # the earlier "7 8", not the tail itself
+    assert lookup_draft([1, 5], [1, 5], 2) == []
+
+
+@pytest.mark.slow
+def test_drafted_decoding_gives_the_plain_greedy_tokens(converted):
+    from mlx_lm import load
+    from mlx_lm.generate import generate_step
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from tooltrain.benchmark import CALL_SHAPES, messages
+    from tooltrain.tools import TOOLS
+
+    model, tokenizer = load(str(converted))
+    stop = set(tokenizer.eos_token_ids)
+    for question in ("Where is the Flask class defined in flask?", "Write a haiku about autumn."):
+        prompt = tokenizer.apply_chat_template(messages(question), tools=TOOLS, add_generation_prompt=True)
+        plain = []
+        for token, _ in generate_step(mx_array(prompt), model, max_tokens=24):
+            if token in stop:
+                break
+            plain.append(token)
+        context = tokenizer.encode(CALL_SHAPES, add_special_tokens=False) + prompt
+        drafted, passes = greedy_decode(model, make_prompt_cache(model), prompt,
+                                        lambda t: lookup_draft(t, context + t, 8), lambda t: False, 24, stop)
+        assert drafted == plain and passes <= len(plain)
+
+
+@pytest.mark.slow
+def test_adapter_fused_in_memory_computes_the_same_logits(float32_base, trained):
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from tooltrain.benchmark import fuse_unquantized_adapters
+
+    model, tokenizer = load(str(float32_base), adapter_path=str(trained))
+    tokens = mx.array(tokenizer.encode("Where is the Flask class defined?"))[None]
+    before = model(tokens)
+    assert fuse_unquantized_adapters(model)
+    assert not any(hasattr(m, "fuse") for _, m in model.named_modules())
+    after = model(tokens)
+    assert mx.abs(after - before).max().item() < 1e-3 * mx.abs(before).max().item()
+    assert (mx.argmax(after, axis=-1) == mx.argmax(before, axis=-1)).all().item()
+
+
+def mx_array(tokens):
+    import mlx.core as mx
+
+    return mx.array(tokens)
 
 
 @pytest.mark.slow

@@ -2,12 +2,13 @@
 
 Each model is loaded once. The system-and-tools prompt every question shares is
 prefilled once per model into mlx-lm's prompt cache; each question then prefills
-only its own tokens and the cache is trimmed back afterwards. Greedy generation
-stops as soon as a tool call is complete or the turn ends (a direct answer is cut
-at `max_answer_tokens`: its first tokens already settle the decision). The time to
-decision is when the output first settles grep, read or direct (for a tool call:
-once its name is out). A model that is missing or fails is reported and the others
-go on; every tool call is run for real by the confined tools.
+only its own tokens and the cache is trimmed back afterwards. Greedy decoding
+(with prompt-lookup drafts, same output in fewer passes) stops as soon as a tool
+call is complete or the turn ends; a direct answer is cut `max_answer_tokens`
+after its decision. The time to decision is when the output first settles grep,
+read or direct (for a tool call: once its name is out). A model that is missing or
+fails is reported and the others go on; every tool call is run for real by the
+confined tools.
 """
 
 from __future__ import annotations
@@ -91,23 +92,49 @@ def load_model(spec: ModelSpec):
         raise FileNotFoundError(f"{spec.adapter}/{ADAPTER_FILE} is missing (train it first: make phase7)")
     weights, note = (training_base(spec.model) if spec.float32_on_cpu else (spec.model, "loaded as it is"))
     model, tokenizer = load(weights, adapter_path=spec.adapter)
+    if spec.adapter and fuse_unquantized_adapters(model):
+        note += "; adapter fused into the weights in memory"
     return model, tokenizer, f"{weights}{' + ' + spec.adapter if spec.adapter else ''} ({note})"
+
+
+def fuse_unquantized_adapters(model) -> bool:
+    """Fold LoRA layers over unquantized weights into them (mlx-lm's own `fuse`): the same model with
+    one matmul per projection instead of three. Quantized weights keep their adapters (refolding them
+    would re-quantize, which changes the model)."""
+    import mlx.nn as nn
+    from mlx.utils import tree_unflatten
+
+    fusable = [(name, module) for name, module in model.named_modules() if hasattr(module, "fuse")]
+    if not fusable or any(isinstance(module.linear, nn.QuantizedLinear) for _, module in fusable):
+        return False
+    model.update_modules(tree_unflatten([(name, module.fuse()) for name, module in fusable]))
+    return True
 
 
 def messages(question: str) -> list[dict]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
 
-class Decider:
-    """Greedy tool-use decisions with the shared system-and-tools prefix prefilled once."""
+# Tool calls as the chat template writes them: where drafts for the call's scaffold come from.
+CALL_SHAPES = "".join(
+    f'<tool_call>\n{{"name": "{name}", "arguments": {{{args}}}}}\n</tool_call>'
+    for name, args in (("grep", '"pattern": "x", "path": "y"'), ("read", '"path": "y"')))
 
-    def __init__(self, model, tokenizer, max_tokens: int = 96, max_answer_tokens: int = 48):
+
+class Decider:
+    """Greedy tool-use decisions: the shared system-and-tools prefix is prefilled once into mlx-lm's
+    prompt cache, each question prefills only its own tokens, and decoding stops as soon as the
+    call is complete or the turn ends (prompt-lookup drafts cut the forward passes, not the output)."""
+
+    def __init__(self, model, tokenizer, max_tokens: int = 96, max_answer_tokens: int = 8, draft_size: int = 8):
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache
 
         self.model, self.tokenizer = model, tokenizer
-        self.max_tokens, self.max_answer_tokens = max_tokens, max_answer_tokens
+        self.max_tokens, self.max_answer_tokens, self.draft_size = max_tokens, max_answer_tokens, draft_size
         self.prefix = tokenizer.apply_chat_template(messages("")[:1], tools=TOOLS)
+        self.shapes = tokenizer.encode(CALL_SHAPES, add_special_tokens=False)
+        self.stop_tokens = set(tokenizer.eos_token_ids)
         self.cache = make_prompt_cache(model)
         model(mx.array(self.prefix)[None], cache=self.cache)
         mx.eval([c.state for c in self.cache])
@@ -116,38 +143,39 @@ class Decider:
         return self.tokenizer.apply_chat_template(messages(question), tools=TOOLS, add_generation_prompt=True)
 
     def decide(self, question: str) -> dict:
-        """{"raw", "time_to_decision_s", "gen_time_s", "tokens", "prompt_tokens"} for one question."""
+        """{"raw", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question."""
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+        from .decoding import greedy_decode, lookup_draft
 
         tokens = self.prompt(question)
         shared = tokens[: len(self.prefix)] == self.prefix
         cache = self.cache if shared else make_prompt_cache(self.model)
         started = time.perf_counter()
-        raw, count, decision_at = self._generate(tokens[len(self.prefix):] if shared else tokens, cache, started)
+        state = {"decided_at": None, "answer_from": None}
+
+        def done(generated: list[int]) -> bool:
+            text = self.tokenizer.decode(generated)
+            if state["decided_at"] is None and (label := decided(text)) is not None:
+                state["decided_at"], state["answer_from"] = time.perf_counter() - started, len(generated)
+                state["direct"] = label == "direct"
+            if state.get("direct"):  # the decision is made; a few tokens of the answer are kept
+                return len(generated) - state["answer_from"] >= self.max_answer_tokens
+            return finished_call(text)
+
+        context = tokens + self.shapes  # lookups search from the end: the call shapes first
+
+        def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
+            return [] if state.get("direct") else lookup_draft(generated, context + generated, self.draft_size)
+
+        generated, passes = greedy_decode(self.model, cache, tokens[len(self.prefix):] if shared else tokens,
+                                          propose, done, self.max_tokens, self.stop_tokens)
         took = time.perf_counter() - started
         if shared:
             trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
-        return {"raw": raw, "time_to_decision_s": decision_at if decision_at is not None else took,
-                "gen_time_s": took, "tokens": count, "prompt_tokens": len(tokens), "prefix_reused": shared}
-
-    def _generate(self, prompt: list[int], cache, started: float) -> tuple[str, int, float | None]:
-        from mlx_lm.generate import stream_generate
-
-        generated, decision_at, after_decision = [], None, 0
-        for response in stream_generate(self.model, self.tokenizer, prompt, max_tokens=self.max_tokens,
-                                        prompt_cache=cache):
-            if response.finish_reason == "stop":
-                break
-            generated.append(response.token)
-            text = self.tokenizer.decode(generated)
-            if decision_at is None:
-                label = decided(text)
-                if label is not None:
-                    decision_at = time.perf_counter() - started
-            after_decision += decision_at is not None and decided(text) == "direct"
-            if finished_call(text) or after_decision >= self.max_answer_tokens:
-                break
-        return self.tokenizer.decode(generated), len(generated), decision_at
+        return {"raw": self.tokenizer.decode(generated), "gen_time_s": took,
+                "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
+                "tokens": len(generated), "passes": passes, "prefix_reused": shared}
 
     def plain_generate(self, question: str) -> tuple[str, float]:
         """mlx-lm's one-shot `generate` on the whole prompt, as a user would call it (no cache, no early stop)."""
@@ -173,7 +201,7 @@ def run_case(decider: Decider, case: Case, roots: list[Path]) -> dict:
     return {"id": case.id, "decision": reading.decision, "tool_call": reading.tool_call, "raw": out["raw"],
             "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form,
             "time_to_decision_s": round(out["time_to_decision_s"], 4), "gen_time_s": round(out["gen_time_s"], 4),
-            "tokens": out["tokens"], "prefix_reused": out["prefix_reused"]}
+            "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"]}
 
 
 def summarize(records: list[dict], skipped: list[str]) -> dict:
@@ -192,15 +220,16 @@ def summarize(records: list[dict], skipped: list[str]) -> dict:
 def compare_with_plain(decider: Decider, cases: list[Case], count: int) -> dict:
     """Time this path against plain one-shot `generate` on the same questions, side by side."""
     picked = spread(cases, count)
-    fast, plain, same = 0.0, 0.0, 0
+    fast, plain, same, same_text = 0.0, 0.0, 0, 0
     for case in picked:
         ours = decider.decide(case.question)
         text, took = decider.plain_generate(case.question)
         fast += ours["gen_time_s"]
         plain += took
         same += read_output(text).decision == read_output(ours["raw"]).decision
+        same_text += text.startswith(ours["raw"])  # ours stops earlier, so it is a prefix of the plain output
     return {"questions": len(picked), "this_path_s": round(fast, 3), "plain_generate_s": round(plain, 3),
-            "speedup": round(plain / fast, 2) if fast else None, "same_decision": same}
+            "speedup": round(plain / fast, 2) if fast else None, "same_decision": same, "same_text": same_text}
 
 
 def spread(cases: list[Case], count: int) -> list[Case]:
@@ -224,7 +253,7 @@ def model_info(spec: ModelSpec) -> dict:
 
 
 def run_benchmark(eval_files: list[Path], roots: list[Path], specs: list[ModelSpec], predictions_dir: Path | None,
-                  plain_questions: int = 12, max_tokens: int = 96, max_answer_tokens: int = 48) -> dict:
+                  plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8) -> dict:
     """Every model over every eval set; returns the results (what the log, JSON and chart show)."""
     import mlx.core as mx
     from tqdm import tqdm

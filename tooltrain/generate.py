@@ -23,6 +23,9 @@ from .extract import FileFacts
 from .io import read_jsonl
 
 RESOURCES = Path(__file__).parent / "resources"
+# Hand-written direct answers: Python concepts, how-tos, off-topic requests; conceptual questions naming a
+# library; requests about the world phrased like searches ("Find me a flight ...").
+CURATED_DIRECT = [RESOURCES / "general_qa.jsonl", RESOURCES / "library_qa.jsonl", RESOURCES / "world_qa.jsonl"]
 LABELS = ("grep", "read", "direct")
 # A definition that greps to more lines than this is too vague to teach; usages may be broader.
 MAX_HITS = {"usage": 60, "decorator": 60, "import": 60, "subclass": 60, "raise": 60}
@@ -183,12 +186,13 @@ def direct_candidates(facts: list[FileFacts]) -> list[Candidate]:
     return out
 
 
-def curated_candidates(path: Path, count: int, from_end: bool = False, domain: str = "general") -> list[Candidate]:
+def curated_candidates(paths: list[Path], count: int, from_end: bool = False, domain: str = "general") -> list[Candidate]:
     """`count` curated question/answer rows, kinds interleaved; the front serves one stage, the back another."""
-    rows = read_jsonl(path)
-    by_kind = defaultdict(list)
-    for row in rows:
-        by_kind[row["kind"]].append(row)
+    by_kind, source = defaultdict(list), {}
+    for path in paths:
+        for row in read_jsonl(path):
+            by_kind[row["kind"]].append(row)
+            source[row["id"]] = path.name
     queues = [by_kind[kind][::-1] if from_end else list(by_kind[kind]) for kind in sorted(by_kind)]
     ordered = []
     while any(queues):
@@ -196,10 +200,11 @@ def curated_candidates(path: Path, count: int, from_end: bool = False, domain: s
             if queue:
                 ordered.append(queue.pop(0))
     if count > len(ordered):
-        raise PoolTooSmall(f"asked for {count} curated direct examples but {path.name} holds {len(ordered)}")
+        names = ", ".join(path.name for path in paths)
+        raise PoolTooSmall(f"asked for {count} curated direct examples but {names} hold {len(ordered)}")
     return [
         Candidate("direct", row["kind"], "general", row["id"], {"question": row["question"]},
-                  {"repo": None, "path": f"tooltrain/resources/{path.name}", "symbol": row["id"], "line": None},
+                  {"repo": None, "path": f"tooltrain/resources/{source[row['id']]}", "symbol": row["id"], "line": None},
                   answer=row["answer"], domain=domain)
         for row in ordered[:count]
     ]
@@ -330,7 +335,7 @@ def generate_examples(facts: list[FileFacts], repos_root: Path, counts: dict[str
     documents = [path for repo in repos for path in document_files(repos_root, repo)]
     pools = {"grep": grep_candidates(facts), "read": read_candidates(facts, documents),
              "direct": direct_candidates(facts)}
-    curated = curated_candidates(RESOURCES / "general_qa.jsonl", curated_direct, curated_from_end)
+    curated = curated_candidates(CURATED_DIRECT, curated_direct, curated_from_end)
     available = {label: len(pool) for label, pool in pools.items()}
     available["direct"] += len(curated)
     short = {label: (counts[label], available[label]) for label in LABELS if counts[label] > available[label]}

@@ -110,7 +110,7 @@ def generate_html_examples(repos_root: Path, repos: list[str], counts: dict[str,
     rng = random.Random(seed)
     files = html_files(repos_root, repos)
     grep_pool, read_pool = html_candidates(files)
-    curated = curated_candidates(RESOURCES / "html_qa.jsonl", counts["direct"], domain="html")
+    curated = curated_candidates([RESOURCES / "html_qa.jsonl"], counts["direct"], domain="html")
     for label, pool in (("grep", grep_pool), ("read", read_pool)):
         if len(pool) < counts[label]:
             raise PoolTooSmall(f"asked for {counts[label]} HTML {label} examples but only {len(pool)} "
