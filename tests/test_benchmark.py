@@ -11,8 +11,8 @@ from tests.training_runs import ROOT
 from tooltrain.benchmark import parse_models
 from tooltrain.decoding import greedy_decode, lookup_draft
 from tooltrain.io import write_jsonl
-from tooltrain.scoring import (Case, EvalFileError, check_call, decided, finished_call, load_cases, metrics,
-                               read_output)
+from tooltrain.scoring import (Case, EvalFileError, case_from_example, check_call, decided, finished_call,
+                               load_cases, metrics, read_output)
 
 GREP_CALL = '<tool_call>\n{"name": "grep", "arguments": {"pattern": "class FlangePart\\\\b", "path": "gadgets"}}\n</tool_call>'
 
@@ -161,6 +161,25 @@ def test_bad_eval_files_are_named(tmp_path):
         load_cases(path)
     with pytest.raises(EvalFileError, match="no such eval file"):
         load_cases(tmp_path / "missing.jsonl")
+
+
+def test_in_distribution_cases_ask_the_examples_own_questions(root):
+    from tooltrain.tools import tool_call
+
+    def example(label, answer, source):
+        return {"id": f"gadgets/{label}/x/0", "label": label, "source": {"repo": "gadgets", **source},
+                "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": f"{label}?"}, answer]}
+
+    grep = example("grep", tool_call("grep", pattern=r"class FlangePart\b", path="gadgets"),
+                   {"path": "gadgets/src/gadgets/flange.py", "line": 28, "intent": "class_def"})
+    case = case_from_example(grep, root)
+    assert case["check"] == {"must_find": "class FlangePart(FlangeBase):", "in_file": "gadgets/src/gadgets/flange.py"}
+    assert check_call(Case(**{k: case[k] for k in ("id", "question", "repo", "expected", "check")}),
+                      call("grep", pattern=r"class FlangePart\b", path="gadgets"), root)[0] is True
+    read = example("read", tool_call("read", path="gadgets/README.md"), {"path": "gadgets/README.md", "line": None})
+    assert case_from_example(read, root)["check"] == {"path": "gadgets/README.md"}
+    direct = example("direct", {"role": "assistant", "content": "A."}, {"path": None, "line": None})
+    assert case_from_example(direct, root)["check"] == {} and case_from_example(direct, root)["question"] == "direct?"
 
 
 def test_model_names_and_custom_models():

@@ -99,14 +99,17 @@ def plot(results: dict, out: Path) -> None:
     fig, (acc, speed) = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.8 / max(1, len(sets))
     for i, set_name in enumerate(sets):
-        values = [100 * (results["results"][set_name].get(n, {}).get("accuracy") or 0) for n in names]
-        bars = acc.bar([x + i * width for x in range(len(names))], values, width, label=set_name)
+        scores = [results["results"][set_name].get(n, {}) for n in names]
+        xs = [x + i * width for x in range(len(names))]
+        bars = acc.bar(xs, [100 * (m.get("accuracy") or 0) for m in scores], width, label=set_name)
         acc.bar_label(bars, fmt="%.0f", fontsize=7)
+        acc.scatter(xs, [100 * (m.get("success") or 0) for m in scores], marker="_", s=width * 900, color="black",
+                    zorder=3, label="success (working call)" if i == 0 else None)
     acc.set_xticks([x + width * (len(sets) - 1) / 2 for x in range(len(names))], names, rotation=20, fontsize=8)
-    acc.set_ylabel("decision accuracy (%)")
+    acc.set_ylabel("% of cases")
     acc.set_ylim(0, 105)
     acc.legend(fontsize=8)
-    acc.set_title("decision accuracy", fontsize=10)
+    acc.set_title("decision accuracy (bars) and success (black lines)", fontsize=10)
     first = sets[0] if sets else None
     for offset, key, label in ((-0.2, "avg_time_to_decision_s", "time to decision"),
                                (0.2, "avg_gen_time_s", "generation time")):
