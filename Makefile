@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark doctor test clean-data
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark bench-training doctor test clean-data
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -123,6 +123,9 @@ $(BENCH_LOG): adapters_phase5/training_record.json adapters_phase6/training_reco
 benchmark: $(BENCH_LOG) ## 19.6 base vs Phase 5, 5 fused-8bit, 6, 7 on three eval sets: .log, .json, .png
 
 phase7: adapters_phase7/training_record.json phase5 phase6 fused benchmark ## the main job: data, every adapter, fused model, benchmark
+
+bench-training: $(PHASE7_DATA) $(MODEL_STAMP) ## training speed, stock mlx[cpu] vs OpenBLAS vs project path, same 20 steps, and a step profile (~30 min)
+	$(PY) -m scripts.bench_training --model $(MODEL) --profile
 
 doctor: $(VENV_STAMP) ## device, BLAS in use, measured GFLOP/s, model in use
 	$(PY) -m scripts.doctor --model $(MODEL)

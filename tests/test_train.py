@@ -168,3 +168,23 @@ def test_validation_draws_the_same_batches_and_leaves_the_training_rng_alone():
     np.random.seed(1)
     shuffled = [np.array(b).tolist() for b, _ in same_validation_batches(rows, 2, 64, loop=False)]
     assert len(shuffled) == 10 and shuffled[:4] == draws[0]
+
+
+@pytest.mark.slow
+def test_training_speed_benchmark_compares_paths_on_the_same_batches(float32_base, tmp_path):
+    """Two paths in their own processes give the same step losses (same batches, same loss value),
+    and the profile times the step and the matmuls inside it."""
+    make_run(tmp_path, float32_base, iters=1, save_every=1)
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.bench_training", "--model", str(float32_base), "--data",
+         str(tmp_path / "data"), "--steps", "2", "--num-layers", "2", "--rank", "4", "--paths", "blas", "project",
+         "--profile"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("project vs blas (the shared-prefix loss alone): ") for line in lines)
+    gap = next(line for line in lines if line.startswith("largest step-loss difference, project vs blas: "))
+    assert float(gap.rsplit(" ", 1)[1]) < 1e-3, done.stdout
+    step = float(next(line for line in lines if line.startswith("a project-path step: ")).split()[2])
+    matmuls = next(line for line in lines if "matmuls, timed alone" in line)
+    assert 0 < float(matmuls.split(": ")[1].split()[0]) < step, done.stdout
+    assert "profile failed" not in done.stdout
