@@ -107,8 +107,9 @@ def plot(results: dict, out: Path) -> None:
                     zorder=3, label="success (working call)" if i == 0 else None)
     acc.set_xticks([x + width * (len(sets) - 1) / 2 for x in range(len(names))], names, rotation=20, fontsize=8)
     acc.set_ylabel("% of cases")
-    acc.set_ylim(0, 105)
-    acc.legend(fontsize=8)
+    acc.set_ylim(0, 135)  # room above the bars for the legend
+    acc.set_yticks(range(0, 101, 20))
+    acc.legend(fontsize=8, loc="upper center", ncol=2)
     acc.set_title("decision accuracy (bars) and success (black lines)", fontsize=10)
     first = sets[0] if sets else None
     for offset, key, label in ((-0.2, "avg_time_to_decision_s", "time to decision"),
