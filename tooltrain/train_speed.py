@@ -149,8 +149,9 @@ def _step_matmuls(net, prefix: int, row_tokens: int) -> dict[tuple[int, int, int
 
     shapes: dict[tuple[int, int, int], int] = {}
 
-    def add(m, k, n, times=1):
-        shapes[(m, k, n)] = shapes.get((m, k, n), 0) + times
+    def add(m, k, n):
+        if m:
+            shapes[(m, k, n)] = shapes.get((m, k, n), 0) + 1
 
     frozen = frozen_block_count(net)
     for i, layer in enumerate(net.model.layers):
