@@ -1,9 +1,12 @@
-"""The project's own held-out eval set (data/eval/unseen_repos.jsonl): format, balance, and every check
-verified against the real eval repositories (role "eval" in configs/repos.toml, never trained on).
+"""The project's two held-out eval sets: format, balance, and every check verified against the real trees.
 
-The repo-backed test is slow: it fetches the eval repos into data/eval_repos/ when they are not at their
-pins (the clone script, package-index route when the git host is unreachable), then greps and reads
-every case with the project's own confined tools.
+- data/eval/unseen_repos.jsonl (role "eval", data/eval_repos/): the set choices are tuned on;
+- data/eval/holdout_repos.jsonl (role "holdout", data/holdout_repos/): the final-report set, written
+  without looking at the generator's question shapes; no choice is made on it.
+
+Neither set's repositories are training sources. The repo-backed test is slow: it fetches a set's repos
+when they are not at their pins (the clone script, package-index route when the git host is unreachable),
+then greps and reads every case with the project's own confined tools.
 """
 
 from __future__ import annotations
@@ -21,25 +24,35 @@ from tooltrain import paths, repos, tools
 from tooltrain.io import read_jsonl
 
 ROOT = paths.PROJECT_ROOT
-EVAL_FILE = ROOT / "data" / "eval" / "unseen_repos.jsonl"
+# (eval file, manifest role of its repositories, where they are fetched, id prefix)
+SETS = {
+    "unseen_repos": (ROOT / "data" / "eval" / "unseen_repos.jsonl", "eval", paths.EVAL_REPOS_ROOT, "u"),
+    "holdout_repos": (ROOT / "data" / "eval" / "holdout_repos.jsonl", "holdout", paths.HOLDOUT_REPOS_ROOT, "h"),
+}
 LABELS = ("grep", "read", "direct")
 KEYS = {"id", "question", "repo", "expected", "check", "tags"}
 CHECK_KEYS = {"grep": {"must_find", "in_file"}, "read": {"path"}, "direct": set()}
 DIRECT_KINDS = {"names-repo", "general", "off-topic"}
 
 
-@pytest.fixture(scope="module")
-def cases() -> list[dict]:
-    return read_jsonl(EVAL_FILE)
+@pytest.fixture(scope="module", params=sorted(SETS))
+def eval_set(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def eval_specs() -> dict[str, repos.RepoSpec]:
-    return {spec.name: spec for spec in repos.select(repos.load_manifest(paths.REPO_MANIFEST), role="eval")}
+def cases(eval_set) -> list[dict]:
+    return read_jsonl(SETS[eval_set][0])
 
 
-def test_format(cases, eval_specs):
-    assert cases, f"{EVAL_FILE} is empty"
+@pytest.fixture(scope="module")
+def eval_specs(eval_set) -> dict[str, repos.RepoSpec]:
+    role = SETS[eval_set][1]
+    return {spec.name: spec for spec in repos.select(repos.load_manifest(paths.REPO_MANIFEST), role=role)}
+
+
+def test_format(cases, eval_specs, eval_set):
+    assert cases, f"{SETS[eval_set][0]} is empty"
     ids = [case.get("id") for case in cases]
     assert len(ids) == len(set(ids)), [i for i, n in Counter(ids).items() if n > 1]
     questions = [str(case.get("question", "")).strip().lower() for case in cases]
@@ -47,7 +60,7 @@ def test_format(cases, eval_specs):
     for case in cases:
         where = case.get("id")
         assert set(case) == KEYS, f"{where}: keys {sorted(case)}"
-        assert re.fullmatch(r"u\d{3}", case["id"]), where
+        assert re.fullmatch(rf"{SETS[eval_set][3]}\d{{3}}", case["id"]), where
         assert isinstance(case["question"], str) and case["question"].strip() == case["question"] != "", where
         label = case["expected"]
         assert label in LABELS, f"{where}: expected {label!r}"
@@ -88,10 +101,10 @@ def test_counts_and_spread(cases, eval_specs):
     assert len(search_like) >= 4, len(search_like)
 
 
-def test_eval_repos_are_never_training_sources(cases, eval_specs):
+def test_eval_repos_are_never_training_sources(cases, eval_specs, eval_set):
     specs = repos.load_manifest(paths.REPO_MANIFEST)
     training = {spec.name for spec in specs if spec.role in ("train", "phase5")}
-    assert eval_specs, "configs/repos.toml has no role = \"eval\" repositories"
+    assert eval_specs, f"configs/repos.toml has no role = {SETS[eval_set][1]!r} repositories"
     asked = {case["repo"] for case in cases if case["repo"]}
     assert asked <= set(eval_specs), asked - set(eval_specs)
     assert not (asked & training), asked & training
@@ -116,12 +129,18 @@ def test_no_eval_question_is_a_training_question(cases):
     assert not leaked, f"eval questions also in the training data: {leaked}"
 
 
+def test_the_two_sets_ask_about_different_repositories():
+    specs = repos.load_manifest(paths.REPO_MANIFEST)
+    tuning, holdout = ({s.name for s in specs if s.role == SETS[name][1]} for name in ("unseen_repos", "holdout_repos"))
+    assert tuning and holdout and not tuning & holdout
+
+
 @pytest.fixture(scope="module")
-def repos_root(eval_specs) -> Path:
-    """data/eval_repos with every eval repo at its pin; fetched by the clone script only when one is not."""
-    root = paths.EVAL_REPOS_ROOT
+def repos_root(eval_specs, eval_set) -> Path:
+    """The set's repos root with every repo at its pin; fetched by the clone script only when one is not."""
+    _, role, root, _ = SETS[eval_set]
     if any(repos.at_pin(spec, root) is None for spec in eval_specs.values()):
-        proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", "eval",
+        proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", role,
                                "--repos-root", str(root)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
         assert proc.returncode == 0, f"fetching the eval repos failed:\n{proc.stdout}\n{proc.stderr}"
     missing = [name for name, spec in eval_specs.items() if repos.at_pin(spec, root) is None]

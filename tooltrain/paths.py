@@ -7,6 +7,7 @@ CONFIGS = PROJECT_ROOT / "configs"
 DATA = PROJECT_ROOT / "data"
 REPOS_ROOT = DATA / "repos"
 EVAL_REPOS_ROOT = DATA / "eval_repos"  # the eval-only repositories, apart from the training sources
+HOLDOUT_REPOS_ROOT = DATA / "holdout_repos"  # the final-report repositories: no choice was tuned on them
 REPO_MANIFEST = CONFIGS / "repos.toml"
 REPO_EXAMPLES = DATA / "repos_examples"
 HTML_EXAMPLES = DATA / "html_examples"

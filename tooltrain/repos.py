@@ -33,7 +33,7 @@ from tqdm import tqdm
 from tooltrain import paths
 from tooltrain.io import sha256_file, write_json
 
-ROLES = ("train", "phase5", "eval")
+ROLES = ("train", "phase5", "eval", "holdout")
 DEFAULT_ROLES = ("train", "phase5")
 DISTS = ("sdist", "wheel")
 DOWNLOAD_CACHE = paths.PROJECT_ROOT / ".cache" / "downloads"
