@@ -27,7 +27,7 @@ def main() -> None:
     started = time.perf_counter()
     counts = {"grep": args.grep, "read": args.read, "direct": args.direct}
     repos = cli.repo_names(args.manifest, "train")
-    rows = generate_html_examples(args.repos_root, repos, counts, args.seed)
+    rows = generate_html_examples(args.repos_root, repos, counts, args.seed, cli.row_options(args))
     write_jsonl(args.out / paths.EXAMPLES_FILE, rows)
     print(f"[time] html: {time.perf_counter() - started:.2f}s ({len(rows)} examples)")
     write_provenance(args.out, "HTML examples (19.3)",

@@ -60,6 +60,13 @@ def build_{name}_report(parts):
 
 def compute_{name}_checksum(part):
     return hash(part)
+
+
+from .core import registry as shared_registry
+
+{const}_LABEL: str = "{name}-part"
+{const}_UNITS = ("mm", "cm")
+{const}_SCALE: float = 1.5
 '''
 
 TEMPLATE = """<!doctype html>

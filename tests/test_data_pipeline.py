@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.fixture_repos import make_repos
-from tooltrain import tools
+from tooltrain import tools, workspace
+from tooltrain.datacard import question_of
+from tooltrain.generate import real_arguments
 from tooltrain.io import read_jsonl
 from tooltrain.split import group_keys
 
@@ -74,15 +76,25 @@ def test_every_tool_call_is_real(built, stage):
             continue
         call = message["tool_calls"][0]["function"]
         assert isinstance(call["arguments"], dict)
+        shown = call["arguments"]["path"]
+        assert workspace_folders(row)[shown.split("/")[0]]  # the path starts with a folder the map shows
+        arguments = real_arguments(row, built / "repos")  # the call as run on the real tree
         if call["name"] == "read":
-            assert tools.read(built / "repos", call["arguments"]["path"])
+            assert tools.read(built / "repos", arguments["path"]) and arguments["path"] == row["source"]["path"]
         else:
-            hits = tools.grep(built / "repos", **call["arguments"])
+            hits = tools.grep(built / "repos", **arguments)
             assert (row["source"]["path"], row["source"]["line"]) in {(h.path, h.line) for h in hits}
 
 
+def workspace_folders(row: dict) -> dict[str, str]:
+    """The folders the row's workspace map shows, each with its map line."""
+    lines = row["messages"][1]["content"].splitlines()
+    assert row["messages"][1]["role"] == "system" and lines[0] == workspace.HEADER
+    return {line[2:].split("/ ", 1)[0].rstrip("/"): line for line in lines[1:]}
+
+
 def test_no_duplicate_questions_anywhere(built):
-    questions = [r["messages"][1]["content"] for stage in COUNTS for r in examples(built, stage)]
+    questions = [question_of(r) for stage in COUNTS for r in examples(built, stage)]
     assert len(questions) == len(set(questions))
 
 

@@ -6,14 +6,27 @@ import argparse
 from pathlib import Path
 
 from . import paths, repos
+from .generate import RowOptions
 
 
-def add_common(parser: argparse.ArgumentParser, counts: dict[str, int] | None = None) -> None:
+def add_common(parser: argparse.ArgumentParser, counts: dict[str, int] | None = None, per_file_cap: int = 4) -> None:
     parser.add_argument("--seed", type=int, default=0, help="one seed for all randomness (default 0)")
     parser.add_argument("--repos-root", type=Path, default=paths.REPOS_ROOT, help="where the repositories are")
     parser.add_argument("--manifest", type=Path, default=paths.REPO_MANIFEST, help="pinned repo manifest")
     for label, default in (counts or {}).items():
         parser.add_argument(f"--{label}", type=int, default=default, help=f"{label} examples (default {default})")
+    parser.add_argument("--per-file-cap", type=int, default=per_file_cap,
+                        help=f"at most this many rows about one source file (default {per_file_cap})")
+    parser.add_argument("--no-map", action="store_true",
+                        help="rows without the workspace map (and so without renamed folders): the ablation")
+
+
+def row_options(args: argparse.Namespace) -> RowOptions:
+    """The project's row options, or the no-map ablation's."""
+    if args.no_map:
+        return RowOptions(with_map=False, alias_rate=0.0, swap_rate=0.0, other_alias_rate=0.0,
+                          per_file_cap=args.per_file_cap)
+    return RowOptions(per_file_cap=args.per_file_cap)
 
 
 def repo_names(manifest: Path, role: str) -> list[str]:

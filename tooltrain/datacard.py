@@ -22,6 +22,11 @@ def answer_of(row: dict) -> str:
     return message.get("content") or ""
 
 
+def _names_library(row: dict) -> bool:
+    """A direct row about a library: a docstring answer of a repository, or a hand-written library answer."""
+    return row["source"].get("repo") is not None or str(row["source"].get("intent", "")).startswith("library")
+
+
 def _lengths(texts: list[str]) -> dict:
     sizes = [len(t) for t in texts] or [0]
     return {"min": min(sizes), "median": statistics.median(sizes), "mean": round(statistics.fmean(sizes), 1),
@@ -39,6 +44,15 @@ def summarize(rows: list[dict]) -> dict:
         "per_repo": dict(sorted(Counter(str(r["source"]["repo"]) for r in rows).items())),
         "per_domain": dict(sorted(Counter(r["domain"] for r in rows).items())),
         "per_intent": dict(sorted(Counter(f'{r["label"]}/{r["source"].get("intent")}' for r in rows).items())),
+        # how questions are phrased and workspaces shown: renamed folders, swapped layouts, no identifier, ...
+        "per_trait": dict(sorted(Counter(t for r in rows for t in r["source"].get("traits", [])
+                                         if not t.startswith("map:")).items())),
+        "map_sizes": dict(sorted(Counter(int(t[4:]) for r in rows for t in r["source"].get("traits", [])
+                                         if t.startswith("map:")).items())),
+        "direct_naming_a_library": sum(r["label"] == "direct" and _names_library(r) for r in rows),
+        "most_tool_rows_about_one_file": max(Counter(r["source"]["path"] for r in rows
+                                                     if r["label"] != "direct" and r["source"].get("path")).values(),
+                                             default=0),
         "question_shapes_per_label": {label: len(s) for label, s in sorted(shapes.items())},
         "question_chars": _lengths([question_of(r) for r in rows]),
         "answer_chars": {label: _lengths([answer_of(r) for r in rows if r["label"] == label])
@@ -64,8 +78,11 @@ def _table(title: str, counts: dict) -> str:
 def data_card(title: str, summary: dict, notes: list[str]) -> str:
     parts = [f"# {title}", "", *notes, "", f"Examples: **{summary['examples']}**", ""]
     for key, heading in (("per_label", "label"), ("per_repo", "repo"), ("per_domain", "domain"),
-                         ("per_intent", "label/intent")):
+                         ("per_intent", "label/intent"), ("per_trait", "trait (how it is asked and shown)"),
+                         ("map_sizes", "repositories in the workspace map")):
         parts += [_table(heading, summary[key]), ""]
+    parts += [f"Direct rows that name a library: {summary['direct_naming_a_library']}. "
+              f"Most tool rows about one file: {summary['most_tool_rows_about_one_file']}.", ""]
     q = summary["question_chars"]
     parts.append(f"Question length (chars): min {q['min']}, median {q['median']}, mean {q['mean']}, max {q['max']}.")
     for label, a in summary["answer_chars"].items():

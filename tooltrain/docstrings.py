@@ -12,8 +12,11 @@ _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")  # [text](url) -> text
 _REST_LINK = re.compile(r"`([^`<]+?)\s*<[^>]+>`_+")  # `text <url>`_ -> text
 _DOUBLE_TICKS = re.compile(r"``([^`]+)``")
 _STARTS_BADLY = ("Args", "Arguments", "Parameters", "Returns", "Raises", "Example", "Deprecated", "TODO", "Note",
-                 "Warning", "See ", "Usage", ":param", "..", ">>>", "|", "#", "-", "*", "Copyright")
-_DEBRIS = (">>>", "::", ".. ", "`_", "{{", "}}", "http://", "https://", "TODO", "\t")
+                 "Warning", "See ", "Usage", ":param", "..", ">>>", "|", "#", "-", "*", "Copyright",
+                 # answers that only point elsewhere teach nothing: "Same as svcs.Container.get_pings, but ..."
+                 "Same as", "Alias", "Backport", "Copy of", "Like ", "Equivalent to", "Shortcut for")
+# reST/MyST debris: roles like {attr}`x`, heading underlines, placeholders, doctests, links
+_DEBRIS = (">>>", "::", ".. ", "`_", "{", "}", "~~~", "===", "---", "http://", "https://", "TODO", "\t")
 
 
 def _plain(paragraph: str) -> str:
@@ -22,6 +25,7 @@ def _plain(paragraph: str) -> str:
     text = _LINK.sub(r"\1", text)
     text = _DOUBLE_TICKS.sub(r"`\1`", text)
     text = text.replace("**", "")
+    text = re.sub(r"(?<![\w*])\*(\w[^*]*?)\*(?![\w*])", r"\1", text)  # *emphasis* -> emphasis
     return " ".join(text.split())
 
 
@@ -42,6 +46,8 @@ def clean_docstring(doc: str, min_chars: int = MIN_CHARS, max_chars: int = MAX_C
             break
         if re.search(r"^\s*[-*]\s|^\s*\w+\s*:\s*$|^\s{4,}", paragraph, re.MULTILINE):
             break  # a list, a field block or an indented code block
+        if taken and not taken[-1].endswith((".", "!", "?", ":")):
+            break  # the paragraph before did not end a sentence: joining would run two texts together
         taken.append(_plain(paragraph))
         if sum(map(len, taken)) >= min_chars:
             break

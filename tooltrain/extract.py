@@ -29,6 +29,7 @@ class Symbol:
     decorators: tuple[tuple[str, int], ...] = ()  # (dotted name, line)
     bases: tuple[str, ...] = ()
     docstring: str | None = None
+    nested: bool = False  # defined inside a function (a local helper such as `wrapper`)
 
 
 @dataclass
@@ -38,11 +39,13 @@ class FileFacts:
     module: str
     docstring: str | None = None
     symbols: list[Symbol] = field(default_factory=list)
-    imports: list[tuple[str, int]] = field(default_factory=list)  # (module, line)
+    imports: list[tuple[str, int]] = field(default_factory=list)  # (module, line): absolute imports
+    relative_imports: list[tuple[str, int]] = field(default_factory=list)  # (".module", line)
+    imported_names: list[tuple[str, str, int]] = field(default_factory=list)  # (name, from module, line), one-line
     raises: list[tuple[str, int]] = field(default_factory=list)  # (exception name, line)
     calls: list[tuple[str, int]] = field(default_factory=list)  # (callee name, line)
     strings: list[tuple[str, int]] = field(default_factory=list)  # (message text, line)
-    constants: list[tuple[str, int]] = field(default_factory=list)  # (UPPER_NAME, line)
+    constants: list[tuple[str, int, bool]] = field(default_factory=list)  # (UPPER_NAME, line, annotated?)
 
 
 @dataclass
@@ -92,9 +95,10 @@ class _Visitor(ast.NodeVisitor):
             (name, dec.lineno) for dec in node.decorator_list if (name := dotted_name(dec))
         )
         bases = tuple(b for b in (dotted_name(base) for base in getattr(node, "bases", [])) if b)
+        nested = any(scope_kind == "function" for scope_kind, _ in self.scope)
         self.facts.symbols.append(
             Symbol(kind, node.name, self._qualname(node.name), node.lineno, owner, decorators, bases,
-                   ast.get_docstring(node))
+                   ast.get_docstring(node), nested)
         )
         self.scope.append(("class" if kind == "class" else "function", node.name))
         self.generic_visit(node)
@@ -113,8 +117,12 @@ class _Visitor(ast.NodeVisitor):
         self.facts.imports.extend((alias.name, node.lineno) for alias in node.names)
 
     def visit_ImportFrom(self, node):
-        if node.module and not node.level:
-            self.facts.imports.append((node.module, node.lineno))
+        if not node.module:
+            return
+        module = "." * node.level + node.module
+        (self.facts.relative_imports if node.level else self.facts.imports).append((module, node.lineno))
+        if node.lineno == getattr(node, "end_lineno", node.lineno):  # names on the `from` line itself
+            self.facts.imported_names.extend((alias.name, module, node.lineno) for alias in node.names)
 
     def visit_Raise(self, node):
         if node.exc is not None and (name := dotted_name(node.exc)):
@@ -131,11 +139,18 @@ class _Visitor(ast.NodeVisitor):
             self.facts.calls.append((name.rsplit(".", 1)[-1], node.lineno))
         self.generic_visit(node)
 
+    def _constant(self, target, line: int, annotated: bool) -> None:
+        if not self.scope and isinstance(target, ast.Name) and target.id.isupper() and len(target.id) > 3:
+            self.facts.constants.append((target.id, line, annotated))
+
     def visit_Assign(self, node):
-        if not self.scope:
-            for target in node.targets:
-                if isinstance(target, ast.Name) and target.id.isupper() and len(target.id) > 3:
-                    self.facts.constants.append((target.id, node.lineno))
+        for target in node.targets:
+            self._constant(target, node.lineno, annotated=False)
+        self.generic_visit(node)
+
+    def visit_AnnAssign(self, node):  # NAME: Final = ... (a value is what makes it a constant)
+        if node.value is not None:
+            self._constant(node.target, node.lineno, annotated=True)
         self.generic_visit(node)
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import random
-from collections import Counter
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from .generate import (RESOURCES, Candidate, PoolTooSmall, Verifier, question_fields, curated_candidates, select,
-                       normalise_question, render, to_row)
+from . import templates
+from .generate import RESOURCES, Candidate, Draw, PoolTooSmall, RowOptions, curated_candidates, select
 
 # (feature, tag or attribute test, grep pattern, topic words for the question)
 FEATURES = [
@@ -96,31 +95,27 @@ def html_candidates(files: list[HtmlFile]) -> tuple[list[Candidate], list[Candid
             line = _first_line(file, needle, markup)
             if line is not None:
                 grep.append(Candidate("grep", "html_grep", file.repo, f"{feature}@{file.path}",
-                                      question_fields(file.repo, feature=words),
+                                      {"Repo": templates.spellings(file.repo), "feature": words},
                                       {"repo": file.repo, "path": file.path, "symbol": feature, "line": line},
                                       ("grep", {"pattern": pattern, "path": file.repo}), domain="html"))
-        read.append(Candidate("read", "html_read", file.repo, file.path, question_fields(file.repo, rel=rel, full=file.path),
+        read.append(Candidate("read", "html_read", file.repo, file.path, {"forms": {"full": file.path, "rel": rel}},
                               {"repo": file.repo, "path": file.path, "symbol": None, "line": None},
                               ("read", {"path": file.path}), domain="html"))
     return grep, read
 
 
-def generate_html_examples(repos_root: Path, repos: list[str], counts: dict[str, int], seed: int) -> list[dict]:
+def generate_html_examples(repos_root: Path, repos: list[str], counts: dict[str, int], seed: int,
+                           options: RowOptions | None = None) -> list[dict]:
     """Exactly counts[label] HTML examples: verified grep/read over real templates, curated direct answers."""
-    rng = random.Random(seed)
+    draw = Draw(random.Random(seed), repos_root, options)
     files = html_files(repos_root, repos)
     grep_pool, read_pool = html_candidates(files)
-    curated = curated_candidates([RESOURCES / "html_qa.jsonl"], counts["direct"], domain="html")
+    curated = curated_candidates(counts["direct"], domain="html", groups=[([RESOURCES / "html_qa.jsonl"], 1.0)])
     for label, pool in (("grep", grep_pool), ("read", read_pool)):
         if len(pool) < counts[label]:
             raise PoolTooSmall(f"asked for {counts[label]} HTML {label} examples but only {len(pool)} "
                                f"candidates exist in {len(files)} HTML files")
-    verifier, seen, ids, rows = Verifier(repos_root), set(), Counter(), []
+    rows = []
     for label, pool in (("grep", grep_pool), ("read", read_pool)):
-        picked, _ = select(pool, counts[label], rng, verifier, seen, ids, label)
-        rows.extend(picked)
-    for cand in curated:
-        question, shape = render(cand, rng)
-        seen.add(normalise_question(question))
-        rows.append(to_row(cand, question, shape, 0))
-    return rows
+        rows.extend(select(pool, counts[label], draw, label))
+    return rows + draw.curated(curated)
