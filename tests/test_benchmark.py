@@ -208,13 +208,14 @@ def test_drafted_decoding_gives_the_plain_greedy_tokens(converted):
     from mlx_lm.generate import generate_step
     from mlx_lm.models.cache import make_prompt_cache
 
-    from tooltrain.benchmark import CALL_SHAPES, messages
+    from tooltrain.decoding import CALL_SHAPES, context_messages
     from tooltrain.tools import TOOLS
 
     model, tokenizer = load(str(converted))
     stop = set(tokenizer.eos_token_ids)
     for question in ("Where is the Flask class defined in flask?", "Write a haiku about autumn."):
-        prompt = tokenizer.apply_chat_template(messages(question), tools=TOOLS, add_generation_prompt=True)
+        messages = [*context_messages("Workspace folders:\n- flask/"), {"role": "user", "content": question}]
+        prompt = tokenizer.apply_chat_template(messages, tools=TOOLS, add_generation_prompt=True)
         plain = []
         for token, _ in generate_step(mx_array(prompt), model, max_tokens=24):
             if token in stop:
@@ -279,6 +280,15 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
     assert "plain one-shot mlx_lm.generate" in log
     results = json.loads((out / "b.json").read_text())
     assert set(results["results"]) == {"mini"}
+    # the workspace map shown with every question comes from the repos root, not from the cases
+    assert results["sets"]["mini"]["workspace_map"].splitlines()[1:] == ["- bolts/ code bolts/src/bolts/ files "
+                                                                        "README.md pyproject.toml",
+                                                                        "- gadgets/ code gadgets/src/gadgets/ files "
+                                                                        "README.md pyproject.toml tests/"]
+    comparison = results["comparisons"]["mini"][0]
+    assert (comparison["first"], comparison["second"], comparison["cases"]) == ("base", "tiny", 3)
+    assert "each model vs the one before it" in log
+    assert set(results["results"]["mini"]["base"]["intervals"]) >= {"accuracy", "success", "over_call_rate"}
     for name in ("base", "tiny"):
         summary = results["results"]["mini"][name]
         assert summary["cases"] == 3 and len(summary["skipped"]) == 1 and "nowhere" in summary["skipped"][0]

@@ -132,3 +132,20 @@ def test_malformed_jsonl_names_file_and_line(tmp_path):
     path.write_text('{"a": 1}\n[1, 2]\n')
     with pytest.raises(MalformedJSONL, match="bad.jsonl:2: expected a JSON object"):
         read_jsonl(path)
+
+
+def test_wilson_interval_and_exact_mcnemar():
+    from tooltrain.stats import mcnemar, wilson
+
+    low, high = wilson(124, 192)  # 64.6% of 192
+    assert (round(low, 3), round(high, 3)) == (0.576, 0.71)
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0 and wilson(0, 0) is None
+    # 8 cases only the first got right, 2 only the second: exact two-sided p = 2 * P(X <= 2 | n=10, 1/2)
+    first = [True] * 8 + [False] * 2 + [True] * 5
+    second = [False] * 8 + [True] * 2 + [True] * 5
+    result = mcnemar(first, second)
+    assert (result["only_first"], result["only_second"]) == (8, 2)
+    assert abs(result["p"] - 2 * (1 + 10 + 45) / 1024) < 1e-12
+    assert mcnemar([True, False], [True, False])["p"] == 1.0
+    with pytest.raises(ValueError, match="same cases"):
+        mcnemar([True], [True, False])

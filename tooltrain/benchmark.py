@@ -1,26 +1,30 @@
 """Step 19.6: run eval sets through several models and compare decisions, arguments and speed.
 
-Each model is loaded once. The system-and-tools prompt every question shares is
-prefilled once per model into mlx-lm's prompt cache; each question then prefills
-only its own tokens and the cache is trimmed back afterwards. Greedy decoding
+Each eval set comes with the repos root(s) its questions are about: the workspace. Its
+map (tooltrain.workspace) is built from those trees, never from the cases, the same
+for every question and model. Each model is loaded once; per set, what every question
+shares (system prompt, tools, map) is prefilled once into mlx-lm's prompt cache; each
+question then prefills only its own tokens and the cache is trimmed back afterwards. Greedy decoding
 (with prompt-lookup drafts, same output in fewer passes) stops as soon as a tool
 call is complete or the turn ends; a direct answer is cut `max_answer_tokens`
 after its decision. The time to decision is when the output first settles grep,
 read or direct (for a tool call: once its name is out). A model that is missing or
 fails is reported and the others go on; every tool call is run for real by the
-confined tools.
+confined tools. Every rate carries its 95% Wilson interval, and each model is compared
+with the one before it on the same cases by an exact McNemar test.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import paths
-from .scoring import Case, check_call, decided, finished_call, metrics, read_output
-from .tools import SYSTEM_PROMPT, TOOLS
+from . import paths, workspace
+from .decoding import Decider, context_messages
+from .scoring import Case, check_call, metrics, read_output
+from .stats import mcnemar
 
 ADAPTER_FILE = "adapters.safetensors"
 
@@ -31,6 +35,14 @@ class ModelSpec:
     model: str  # mlx-lm folder or hub id
     adapter: str | None = None
     float32_on_cpu: bool = True  # on a CPU, load the float32 copy of a quantized base (what adapters train on)
+    workspace_map: bool = True  # shown the workspace map (False: a model trained without one, the ablation)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    path: Path
+    roots: tuple[Path, ...]  # the workspace: repos roots its cases' repositories are under, searched in order
 
 
 def default_models(base: str) -> list[ModelSpec]:
@@ -42,8 +54,28 @@ def default_models(base: str) -> list[ModelSpec]:
             ModelSpec("phase7", base, str(root / "adapters_phase7"))]
 
 
-def parse_models(names: list[str], base: str) -> list[ModelSpec]:
-    """Default names, or `name=model[:adapter]` for any other mlx-lm model (loaded as it is)."""
+def parse_models(names: list[str], base: str, no_map: tuple[str, ...] = ()) -> list[ModelSpec]:
+    """Default names, or `name=model[:adapter]` for any other mlx-lm model (loaded as it is); models named in
+    `no_map` are shown no workspace map."""
+    specs = _parse_models(names, base)
+    if unknown := set(no_map) - {spec.name for spec in specs}:
+        raise ValueError(f"--no-map {', '.join(sorted(unknown))}: not among the models")
+    return [replace(spec, workspace_map=spec.name not in no_map) for spec in specs]
+
+
+def parse_evals(items: list[str], default_roots: list[Path]) -> list[EvalSet]:
+    """`PATH` (its repos under `default_roots`) or `PATH=ROOT[,ROOT...]`."""
+    sets = []
+    for item in items:
+        path, _, roots = str(item).partition("=")
+        roots = tuple(Path(r) for r in roots.split(",")) if roots else tuple(default_roots)
+        sets.append(EvalSet(Path(path).stem, Path(path), roots))
+    if len({s.name for s in sets}) != len(sets):
+        raise ValueError("two eval files share a name: " + ", ".join(s.name for s in sets))
+    return sets
+
+
+def _parse_models(names: list[str], base: str) -> list[ModelSpec]:
     known = {spec.name: spec for spec in default_models(base)}
     specs = []
     for item in names:
@@ -135,97 +167,35 @@ def fuse_unquantized_adapters(model) -> bool:
     return True
 
 
-def messages(question: str) -> list[dict]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
-
-
-# Tool calls as the chat template writes them: where drafts for the call's scaffold come from.
-CALL_SHAPES = "".join(
-    f'<tool_call>\n{{"name": "{name}", "arguments": {{{args}}}}}\n</tool_call>'
-    for name, args in (("grep", '"pattern": "x", "path": "y"'), ("read", '"path": "y"')))
-
-
-class Decider:
-    """Greedy tool-use decisions: the shared system-and-tools prefix is prefilled once into mlx-lm's
-    prompt cache, each question prefills only its own tokens, and decoding stops as soon as the
-    call is complete or the turn ends (prompt-lookup drafts cut the forward passes, not the output)."""
-
-    def __init__(self, model, tokenizer, max_tokens: int = 96, max_answer_tokens: int = 8, draft_size: int = 8):
-        import mlx.core as mx
-        from mlx_lm.models.cache import make_prompt_cache
-
-        self.model, self.tokenizer = model, tokenizer
-        self.max_tokens, self.max_answer_tokens, self.draft_size = max_tokens, max_answer_tokens, draft_size
-        self.prefix = tokenizer.apply_chat_template(messages("")[:1], tools=TOOLS)
-        self.shapes = tokenizer.encode(CALL_SHAPES, add_special_tokens=False)
-        self.stop_tokens = set(tokenizer.eos_token_ids)
-        self.cache = make_prompt_cache(model)
-        model(mx.array(self.prefix)[None], cache=self.cache)
-        mx.eval([c.state for c in self.cache])
-
-    def prompt(self, question: str) -> list[int]:
-        return self.tokenizer.apply_chat_template(messages(question), tools=TOOLS, add_generation_prompt=True)
-
-    def decide(self, question: str) -> dict:
-        """{"raw", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question."""
-        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
-
-        from .decoding import greedy_decode, lookup_draft
-
-        tokens = self.prompt(question)
-        shared = tokens[: len(self.prefix)] == self.prefix
-        cache = self.cache if shared else make_prompt_cache(self.model)
-        started = time.perf_counter()
-        state = {"decided_at": None, "answer_from": None}
-
-        def done(generated: list[int]) -> bool:
-            text = self.tokenizer.decode(generated)
-            if state["decided_at"] is None and (label := decided(text)) is not None:
-                state["decided_at"], state["answer_from"] = time.perf_counter() - started, len(generated)
-                state["direct"] = label == "direct"
-            if state.get("direct"):  # the decision is made; a few tokens of the answer are kept
-                return len(generated) - state["answer_from"] >= self.max_answer_tokens
-            return finished_call(text)
-
-        context = tokens + self.shapes  # lookups search from the end: the call shapes first
-
-        def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
-            return [] if state.get("direct") else lookup_draft(generated, context + generated, self.draft_size)
-
-        generated, passes = greedy_decode(self.model, cache, tokens[len(self.prefix):] if shared else tokens,
-                                          propose, done, self.max_tokens, self.stop_tokens)
-        took = time.perf_counter() - started
-        if shared:
-            trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
-        return {"raw": self.tokenizer.decode(generated), "gen_time_s": took,
-                "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
-                "tokens": len(generated), "passes": passes, "prefix_reused": shared}
-
-    def plain_generate(self, question: str) -> tuple[str, float]:
-        """mlx-lm's one-shot `generate` on the whole prompt, as a user would call it (no cache, no early stop)."""
-        from mlx_lm import generate
-
-        started = time.perf_counter()
-        text = generate(self.model, self.tokenizer, prompt=self.prompt(question), max_tokens=self.max_tokens)
-        return text, time.perf_counter() - started
-
-
-def repo_root(case: Case, roots: list[Path]) -> Path | None:
+def repo_root(case: Case, roots: tuple[Path, ...]) -> Path | None:
     """The first repos root holding the case's repo folder (None: missing, or a case with no repo)."""
     if case.repo is None:
         return roots[0] if roots else None
     return next((Path(r) for r in roots if (Path(r) / case.repo).is_dir()), None)
 
 
-def run_case(decider: Decider, case: Case, roots: list[Path]) -> dict:
+def run_case(decider: Decider, case: Case, roots: tuple[Path, ...]) -> dict:
     out = decider.decide(case.question)
     reading = read_output(out["raw"])
-    root = repo_root(case, roots)
-    valid, detail = check_call(case, reading, root)
+    valid, detail = check_call(case, reading, repo_root(case, roots))
     return {"id": case.id, "decision": reading.decision, "tool_call": reading.tool_call, "raw": out["raw"],
             "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form,
             "time_to_decision_s": round(out["time_to_decision_s"], 4), "gen_time_s": round(out["gen_time_s"], 4),
             "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"]}
+
+
+def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], desc: str | None = None
+                ) -> tuple[list[dict], list[str]]:
+    """Every case through the decider (records), and the tool cases skipped because their repo is missing."""
+    from tqdm import tqdm
+
+    records, skipped = [], []
+    for case in tqdm(cases, desc=desc, unit="q", leave=False, disable=desc is None):
+        if case.expected != "direct" and repo_root(case, roots) is None:  # nothing to check the call on
+            skipped.append(f"{case.id}: repo folder {case.repo!r} not under {', '.join(map(str, roots))}")
+            continue
+        records.append(run_case(decider, case, roots))
+    return records, skipped
 
 
 def summarize(records: list[dict], skipped: list[str]) -> dict:
@@ -276,26 +246,52 @@ def model_info(spec: ModelSpec) -> dict:
     return info
 
 
-def run_benchmark(eval_files: list[Path], roots: list[Path], specs: list[ModelSpec], predictions_dir: Path | None,
+def outcomes(records: list[dict]) -> dict[str, tuple[bool, bool]]:
+    """Per case id: (right decision, success)."""
+    return {r["id"]: (r["expected"] == r["decision"], r["expected"] == r["decision"] and r["valid"] is not False)
+            for r in records}
+
+
+def paired_comparisons(per_model: dict[str, dict[str, tuple[bool, bool]]], order: list[str]) -> list[dict]:
+    """Each model against the one before it, on the cases both answered: exact McNemar on accuracy and success."""
+    out = []
+    for first, second in zip(order, order[1:]):
+        if first not in per_model or second not in per_model:
+            continue
+        ids = sorted(set(per_model[first]) & set(per_model[second]))
+        if not ids:
+            continue
+        row = {"first": first, "second": second, "cases": len(ids)}
+        for index, metric in enumerate(("accuracy", "success")):
+            a = [per_model[first][i][index] for i in ids]
+            b = [per_model[second][i][index] for i in ids]
+            row[metric] = {"first": round(sum(a) / len(ids), 4), "second": round(sum(b) / len(ids), 4), **mcnemar(a, b)}
+            row[metric]["p"] = round(row[metric]["p"], 4)
+        out.append(row)
+    return out
+
+
+def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_dir: Path | None,
                   plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8) -> dict:
     """Every model over every eval set; returns the results (what the log, JSON and chart show)."""
     import mlx.core as mx
-    from tqdm import tqdm
 
     from .io import write_jsonl
     from .scoring import EvalFileError, load_cases
 
-    sets, paths_of, problems = {}, {}, []
-    for path in eval_files:
+    sets, problems = {}, []
+    for eval_set in eval_sets:
         try:
-            sets[Path(path).stem], paths_of[Path(path).stem] = load_cases(path), str(path)
+            sets[eval_set.name] = (eval_set, load_cases(eval_set.path))
         except EvalFileError as err:
             problems.append(f"eval set skipped: {err}")
             print(f"error: {err} (this eval set is skipped)", flush=True)
-    results = {"sets": {name: {"path": paths_of[name], "cases": len(cases)} for name, cases in sets.items()},
-               "models": [], "results": {name: {} for name in sets}, "problems": problems,
-               "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens,
-                            "repos_roots": [str(r) for r in roots], "decoding": "greedy"}}
+    maps = {name: workspace.render_map(workspace.scan_roots(list(s.roots))) for name, (s, _) in sets.items()}
+    results = {"sets": {name: {"path": str(s.path), "cases": len(cases), "roots": [str(r) for r in s.roots],
+                               "workspace_map": maps[name]} for name, (s, cases) in sets.items()},
+               "models": [], "results": {name: {} for name in sets}, "problems": problems, "comparisons": {},
+               "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens, "decoding": "greedy"}}
+    paired = {name: {} for name in sets}
     for spec in specs:
         info = model_info(spec)
         results["models"].append(info)
@@ -303,29 +299,31 @@ def run_benchmark(eval_files: list[Path], roots: list[Path], specs: list[ModelSp
         try:
             started = time.perf_counter()
             model, tokenizer, info["loaded"] = load_model(spec)
-            decider = Decider(model, tokenizer, max_tokens, max_answer_tokens)
             info["load_time_s"] = round(time.perf_counter() - started, 3)
         except Exception as err:  # a missing or broken model is a row of the report, not the end of the run
             info["error"] = f"{type(err).__name__}: {err}"
             print(f"{spec.name}: could not load: {info['error']}", flush=True)
             continue
-        for set_name, cases in sets.items():
-            records, skipped = [], []
-            for case in tqdm(cases, desc=f"{spec.name} / {set_name}", unit="q", leave=False):
-                if case.expected != "direct" and repo_root(case, roots) is None:  # nothing to check the call on
-                    skipped.append(f"{case.id}: repo folder {case.repo!r} not under {', '.join(map(str, roots))}")
-                    continue
-                records.append(run_case(decider, case, roots))
+        decider = None
+        for set_name, (eval_set, cases) in sets.items():
+            started = time.perf_counter()
+            context = context_messages(maps[set_name] if spec.workspace_map else None)
+            decider = Decider(model, tokenizer, context, max_tokens, max_answer_tokens)
+            info.setdefault("prefill_s", {})[set_name] = round(time.perf_counter() - started, 3)
+            records, skipped = score_cases(decider, cases, eval_set.roots, f"{spec.name} / {set_name}")
             if skipped:
                 print(f"{spec.name} / {set_name}: {len(skipped)} cases skipped ({skipped[0]} ...)", flush=True)
             if predictions_dir is not None:
                 folder = Path(predictions_dir) / set_name if len(sets) > 1 else Path(predictions_dir)
                 write_jsonl(folder / f"{spec.name}.jsonl", records)
             results["results"][set_name][spec.name] = summary = summarize(records, skipped)
-            print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, "
+            paired[set_name][spec.name] = outcomes(records)
+            print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, success {summary.get('success')}, "
                   f"time to decision {summary.get('avg_time_to_decision_s')} s", flush=True)
-        if plain_questions and sets:
-            info["plain_vs_cached"] = compare_with_plain(decider, next(iter(sets.values())), plain_questions)
+        if plain_questions and decider is not None:  # on the last set's workspace and questions
+            info["plain_vs_cached"] = compare_with_plain(decider, cases, plain_questions)
         info["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 3)
         del model, tokenizer, decider
+    order = [spec.name for spec in specs]
+    results["comparisons"] = {name: paired_comparisons(paired[name], order) for name in sets}
     return results

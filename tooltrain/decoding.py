@@ -10,10 +10,13 @@ KV cache is trimmed back over the rest. The output is the greedy output; only th
 of passes changes ("prompt lookup decoding": speculative decoding without a draft model).
 On this CPU a pass over 9 tokens costs twice a pass over one (110 vs 55 ms), so drafts are
 worth it where they are mostly right: inside a tool call, not in prose.
+
+`Decider` puts this to work on questions: the context they share is prefilled once.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 
@@ -52,3 +55,92 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
         passes += 1
     cut = next((i for i, t in enumerate(tokens) if t in stop_tokens), len(tokens))
     return tokens[: min(cut, max_tokens)], passes
+
+
+def context_messages(workspace_map: str | None) -> list[dict]:
+    """What precedes every question: the system prompt and, when given, the workspace map."""
+    from .tools import SYSTEM_PROMPT
+
+    context = [{"role": "system", "content": SYSTEM_PROMPT}]
+    if workspace_map is not None:
+        context.append({"role": "system", "content": workspace_map})
+    return context
+
+
+# Tool calls as the chat template writes them: where drafts for the call's scaffold come from.
+CALL_SHAPES = "".join(
+    f'<tool_call>\n{{"name": "{name}", "arguments": {{{args}}}}}\n</tool_call>'
+    for name, args in (("grep", '"pattern": "x", "path": "y"'), ("read", '"path": "y"')))
+
+
+class Decider:
+    """Greedy tool-use decisions. What every question shares (system prompt, tools, workspace map) is
+    prefilled once into mlx-lm's prompt cache, each question prefills only its own tokens, and decoding
+    stops as soon as the call is complete or the turn ends (prompt-lookup drafts cut the forward passes,
+    not the output). `max_answer_tokens=None` lets a direct answer run to its end."""
+
+    def __init__(self, model, tokenizer, context: list[dict], max_tokens: int = 96,
+                 max_answer_tokens: int | None = 8, draft_size: int = 8):
+        import mlx.core as mx
+        from mlx_lm.models.cache import make_prompt_cache
+
+        from .tools import TOOLS
+
+        self.model, self.tokenizer, self.context = model, tokenizer, context
+        self.max_tokens, self.max_answer_tokens, self.draft_size = max_tokens, max_answer_tokens, draft_size
+        self.prefix = tokenizer.apply_chat_template(context, tools=TOOLS)
+        self.shapes = tokenizer.encode(CALL_SHAPES, add_special_tokens=False)
+        self.stop_tokens = set(tokenizer.eos_token_ids)
+        self.cache = make_prompt_cache(model)
+        model(mx.array(self.prefix)[None], cache=self.cache)
+        mx.eval([c.state for c in self.cache])
+
+    def prompt(self, question: str) -> list[int]:
+        from .tools import TOOLS
+
+        return self.tokenizer.apply_chat_template([*self.context, {"role": "user", "content": question}],
+                                                  tools=TOOLS, add_generation_prompt=True)
+
+    def decide(self, question: str) -> dict:
+        """{"raw", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question."""
+        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
+
+        from .scoring import decided, finished_call
+
+        tokens = self.prompt(question)
+        shared = tokens[: len(self.prefix)] == self.prefix
+        cache = self.cache if shared else make_prompt_cache(self.model)
+        started = time.perf_counter()
+        state = {"decided_at": None, "answer_from": None}
+
+        def done(generated: list[int]) -> bool:
+            text = self.tokenizer.decode(generated)
+            if state["decided_at"] is None and (label := decided(text)) is not None:
+                state["decided_at"], state["answer_from"] = time.perf_counter() - started, len(generated)
+                state["direct"] = label == "direct"
+            if state.get("direct"):  # the decision is made; a few tokens of the answer are kept
+                return self.max_answer_tokens is not None and \
+                    len(generated) - state["answer_from"] >= self.max_answer_tokens
+            return finished_call(text)
+
+        context = tokens + self.shapes  # lookups search from the end: the call shapes first
+
+        def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
+            return [] if state.get("direct") else lookup_draft(generated, context + generated, self.draft_size)
+
+        generated, passes = greedy_decode(self.model, cache, tokens[len(self.prefix):] if shared else tokens,
+                                          propose, done, self.max_tokens, self.stop_tokens)
+        took = time.perf_counter() - started
+        if shared:
+            trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
+        return {"raw": self.tokenizer.decode(generated), "gen_time_s": took,
+                "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
+                "tokens": len(generated), "passes": passes, "prefix_reused": shared}
+
+    def plain_generate(self, question: str) -> tuple[str, float]:
+        """mlx-lm's one-shot `generate` on the whole prompt, as a user would call it (no cache, no early stop)."""
+        from mlx_lm import generate
+
+        started = time.perf_counter()
+        text = generate(self.model, self.tokenizer, prompt=self.prompt(question), max_tokens=self.max_tokens)
+        return text, time.perf_counter() - started

@@ -12,6 +12,14 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
+def _rate(m: dict, key: str) -> str:
+    """A rate with its 95% interval: `64.6% (57.6-71.0)`."""
+    value, interval = m.get(key), m.get("intervals", {}).get(key)
+    if value is None or interval is None:
+        return _pct(value)
+    return f"{100 * value:.1f}% ({100 * interval[0]:.1f}-{100 * interval[1]:.1f})"
+
+
 def _seconds(value) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
@@ -38,7 +46,7 @@ def format_log(results: dict) -> str:
            f"stop at a complete tool call or end of turn, at most {settings['max_tokens']} tokens, "
            f"direct answers cut {settings['max_answer_tokens']} tokens after the decision",
            "accuracy = right decision; success = right decision with a working call (grep hits the asked-for line "
-           "of the asked-for file, read opens the asked-for file)", ""]
+           "of the asked-for file, read opens the asked-for file); (low-high) = 95% Wilson interval", ""]
     for problem in results.get("problems", []):
         out.append(f"! {problem}")
     for info in models:
@@ -46,14 +54,15 @@ def format_log(results: dict) -> str:
             out.append(f"! {info['name']}: not benchmarked: {info['error']}")
     for set_name, meta in results["sets"].items():
         per_model = results["results"][set_name]
-        out += ["", f"== {set_name}: {meta['cases']} cases ({meta['path']}) ==", ""]
+        out += ["", f"== {set_name}: {meta['cases']} cases ({meta['path']}; workspace {', '.join(meta['roots'])}) ==",
+                ""]
         rows = []
         for info in models:
             m = per_model.get(info["name"])
             if m is None:
                 continue
             rows.append([info["name"], str(info["examples"]), _seconds(info.get("load_time_s")),
-                         _seconds(m.get("avg_gen_time_s")), _pct(m.get("accuracy")), _size(info)])
+                         _seconds(m.get("avg_gen_time_s")), _rate(m, "accuracy"), _size(info)])
         out += _table(["Phase", "Examples", "Load Time", "Avg Gen Time", "Accuracy", "Adapter Size"], rows)
         out.append("")
         rows = []
@@ -62,8 +71,8 @@ def format_log(results: dict) -> str:
             if m is None:
                 continue
             rows.append([info["name"], str(m["cases"]), "-" if m.get("macro_f1") is None else f"{m['macro_f1']:.3f}",
-                         _pct(m.get("success")), _pct(m.get("over_call_rate")), _pct(m.get("under_call_rate")),
-                         _pct(m.get("grep_hit_rate")), _pct(m.get("read_valid_rate")),
+                         _rate(m, "success"), _rate(m, "over_call_rate"), _pct(m.get("under_call_rate")),
+                         _rate(m, "grep_hit_rate"), _rate(m, "read_valid_rate"),
                          _pct(m.get("format_adherence")), _seconds(m.get("avg_time_to_decision_s")),
                          "-" if m.get("tokens_per_second") is None else f"{m['tokens_per_second']:.0f}",
                          f"{info.get('peak_memory_gb', 0):.2f} GB", str(len(m["skipped"]))])
@@ -77,6 +86,17 @@ def format_log(results: dict) -> str:
             cells = [f"{label} {'/'.join(str(m['confusion'][label].get(d, 0)) for d in (*LABELS, INVALID))}"
                      for label in LABELS if sum(m["confusion"][label].values())]
             out.append(f"  {info['name']:<18} " + "   ".join(cells))
+        comparisons = results.get("comparisons", {}).get(set_name, [])
+        if comparisons:
+            out += ["", "each model vs the one before it on the same cases (exact McNemar test; "
+                        "'only A/only B' = cases only that model got right):"]
+        for c in comparisons:
+            for metric in ("accuracy", "success"):
+                m = c[metric]
+                verdict = "a real difference (p < 0.05)" if m["p"] < 0.05 else "within noise"
+                out.append(f"  {c['first']} -> {c['second']} {metric}: {_pct(m['first'])} -> {_pct(m['second'])}, "
+                           f"only {c['first']} {m['only_first']} / only {c['second']} {m['only_second']}, "
+                           f"p = {m['p']:.3f}: {verdict}")
     plain = [(info["name"], info["plain_vs_cached"]) for info in models if info.get("plain_vs_cached")]
     if plain:
         out += ["", "this path vs plain one-shot mlx_lm.generate on the same questions (measured side by side):"]

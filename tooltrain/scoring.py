@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import tools
 from .io import read_jsonl
+from .stats import wilson
 
 LABELS = ("grep", "read", "direct")
 INVALID = "invalid"  # a tool call that names no known tool, or cannot be read at all
@@ -215,26 +216,34 @@ def metrics(records: list[dict]) -> dict:
         recall = tp / actual
         f1s[label] = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
-    def rate(hits, over):
-        return round(sum(hits) / len(over), 4) if over else None
+    intervals = {}
+
+    def rate(hits, over, name=None):
+        if not over:
+            return None
+        if name:  # the 95% Wilson interval beside the rate
+            intervals[name] = [round(bound, 4) for bound in wilson(sum(hits), len(over))]
+        return round(sum(hits) / len(over), 4)
 
     direct = [r for r in records if r["expected"] == "direct"]
     tool_cases = [r for r in records if r["expected"] != "direct"]
     called = [r for r in records if r["form"] != "text"]
     checked = {label: [r for r in records if r["expected"] == label == r["decision"]] for label in ("grep", "read")}
-    return {
+    summary = {
         "cases": n,
-        "accuracy": rate([r["expected"] == r["decision"] for r in records], records),
+        "accuracy": rate([r["expected"] == r["decision"] for r in records], records, "accuracy"),
         "macro_f1": round(sum(f1s.values()) / len(f1s), 4),
         "f1": {k: round(v, 4) for k, v in f1s.items()},
-        "success": rate([r["expected"] == r["decision"] and r["valid"] is not False for r in records], records),
-        "over_call_rate": rate([r["decision"] != "direct" for r in direct], direct),
-        "under_call_rate": rate([r["decision"] == "direct" for r in tool_cases], tool_cases),
-        "grep_hit_rate": rate([r["valid"] for r in checked["grep"]], checked["grep"]),
-        "read_valid_rate": rate([r["valid"] for r in checked["read"]], checked["read"]),
-        "format_adherence": rate([r["form"] == "tagged" for r in called], called),
+        "success": rate([r["expected"] == r["decision"] and r["valid"] is not False for r in records], records,
+                        "success"),
+        "over_call_rate": rate([r["decision"] != "direct" for r in direct], direct, "over_call_rate"),
+        "under_call_rate": rate([r["decision"] == "direct" for r in tool_cases], tool_cases, "under_call_rate"),
+        "grep_hit_rate": rate([r["valid"] for r in checked["grep"]], checked["grep"], "grep_hit_rate"),
+        "read_valid_rate": rate([r["valid"] for r in checked["read"]], checked["read"], "read_valid_rate"),
+        "format_adherence": rate([r["form"] == "tagged" for r in called], called, "format_adherence"),
         "confusion": confusion,
     }
+    return {**summary, "intervals": intervals}
 
 
 # ----------------------------------------------------------------------------------- in-distribution set
@@ -248,8 +257,7 @@ def case_from_example(example: dict, repos_root: Path) -> dict:
     if label == "grep":
         line = tools.read(repos_root, source["path"]).splitlines()[source["line"] - 1].strip()
         check = {"must_find": line, "in_file": source["path"]}
-    elif label == "read":
-        call = example["messages"][-1]["tool_calls"][0]["function"]
-        check = {"path": call["arguments"]["path"]}
+    elif label == "read":  # the real file (the row's own call may name it under a renamed folder)
+        check = {"path": source["path"]}
     return {"id": example["id"], "question": question, "repo": source["repo"], "expected": label, "check": check,
             "tags": [label, source.get("intent", "")]}
