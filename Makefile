@@ -26,8 +26,9 @@ PHASE7_DATA := data/phase7_format/manifest.json
 # The package modules each stage runs, so an edit reruns exactly the stages it affects.
 COMMON_CODE := tooltrain/__init__.py tooltrain/paths.py tooltrain/io.py tooltrain/cli.py tooltrain/datacard.py
 GEN_CODE := $(COMMON_CODE) tooltrain/extract.py tooltrain/generate.py tooltrain/templates.py \
-	tooltrain/docstrings.py tooltrain/tools.py tooltrain/pipeline.py tooltrain/split.py \
-	tooltrain/resources/general_qa.jsonl tooltrain/resources/library_qa.jsonl tooltrain/resources/world_qa.jsonl
+	tooltrain/docstrings.py tooltrain/tools.py tooltrain/pipeline.py tooltrain/split.py tooltrain/workspace.py \
+	tooltrain/resources/general_qa.jsonl tooltrain/resources/library_qa.jsonl \
+	tooltrain/resources/library_code_qa.jsonl tooltrain/resources/world_qa.jsonl
 SPLIT_CODE := $(COMMON_CODE) tooltrain/pipeline.py tooltrain/split.py
 
 help: ## list the targets
@@ -77,7 +78,8 @@ endif
 model: $(MODEL_STAMP) ## prepare the base model (MODEL=...; default: embedded SmolLM2-135M)
 
 TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/prefix_loss.py tooltrain/blas.py \
-	tooltrain/modelprep.py
+	tooltrain/modelprep.py tooltrain/decoding.py tooltrain/scoring.py tooltrain/benchmark.py tooltrain/workspace.py \
+	tooltrain/tools.py tooltrain/stats.py
 # Data-parallel training through MLX's own launcher (mlx-lm averages gradients across ranks):
 # HOSTS=hosts.json puts one rank on each host of an mlx.launch host file; RANKS=2 runs two
 # local processes over loopback. The batch size must divide by the number of ranks.
@@ -86,9 +88,15 @@ LAUNCH := $(VENV)/bin/mlx.launch --hostfile $(HOSTS) --backend ring --cwd $(CURD
 else ifdef RANKS
 LAUNCH := $(VENV)/bin/mlx.launch -n $(RANKS) --backend ring --cwd $(CURDIR) --env OPENBLAS_NUM_THREADS=1 --
 endif
+# The phase's valid split as eval cases: training keeps the adapter that does best on them
+# (kept after the run: make would otherwise delete them as intermediate files).
+.SECONDARY: data/eval/phase5_valid.jsonl data/eval/phase6_valid.jsonl data/eval/phase7_valid.jsonl
+data/eval/phase%_valid.jsonl: data/phase%_format/manifest.json scripts/make_in_distribution_eval.py tooltrain/scoring.py
+	$(PY) -m scripts.make_in_distribution_eval --phase $*
+
 # adapters_phaseN/training_record.json is written last, when training has finished.
 adapters_phase%/training_record.json: configs/lora_phase%.yaml data/phase%_format/manifest.json \
-		$(MODEL_STAMP) $(TRAIN_CODE)
+		data/eval/phase%_valid.jsonl $(MODEL_STAMP) $(TRAIN_CODE)
 	$(LAUNCH) $(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
 
 FUSED := data/models/phase5-fused-8bit/provenance.json
@@ -101,22 +109,26 @@ phase6: adapters_phase6/training_record.json ## Phase 6: data (714/80) and its L
 
 fused: $(FUSED) ## Phase 5 adapter fused into the base and quantized to 8 bits
 
-# 19.6: the eval-only repositories live apart from the training sources; the in-distribution set
-# is the Phase 7 valid split; the BFCL irrelevance prompts are read from ../shared when present.
+# 19.6: the held-out repositories live apart from the training sources: data/eval_repos (the set
+# choices were tuned on) and data/holdout_repos (the final report's, tuned on nothing); the
+# in-distribution set is the Phase 7 valid split; the BFCL irrelevance prompts are read from
+# ../shared when present.
 EVAL_REPOS := data/eval_repos/manifest.json
+HOLDOUT_REPOS := data/holdout_repos/manifest.json
 IN_DIST_EVAL := data/eval/phase7_valid.jsonl
 BENCH_LOG := benchmark_all_phases.log
 BENCH_CODE := benchmark_phase5_vs_base.py tooltrain/benchmark.py tooltrain/scoring.py tooltrain/report.py \
-	tooltrain/tools.py
+	tooltrain/tools.py tooltrain/decoding.py tooltrain/stats.py tooltrain/workspace.py
 
 $(EVAL_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
 	$(PY) -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos
 
-$(IN_DIST_EVAL): $(PHASE7_DATA) scripts/make_in_distribution_eval.py tooltrain/scoring.py
-	$(PY) -m scripts.make_in_distribution_eval
+$(HOLDOUT_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
+	$(PY) -m scripts.clone_popular_repos --role holdout --repos-root data/holdout_repos
 
 $(BENCH_LOG): adapters_phase5/training_record.json adapters_phase6/training_record.json \
-		adapters_phase7/training_record.json $(FUSED) $(EVAL_REPOS) $(IN_DIST_EVAL) data/eval/unseen_repos.jsonl \
+		adapters_phase7/training_record.json $(FUSED) $(EVAL_REPOS) $(HOLDOUT_REPOS) $(IN_DIST_EVAL) \
+		data/eval/unseen_repos.jsonl data/eval/holdout_repos.jsonl \
 		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(BENCH_CODE)
 	$(PY) benchmark_phase5_vs_base.py --base-model $(MODEL)
 

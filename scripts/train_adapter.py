@@ -1,7 +1,10 @@
 """Train one LoRA adapter with mlx-lm's trainer (300 iterations, batch 2, lr 1e-4 by the phase configs).
 
 Reads  configs/lora_phaseN.yaml (an ordinary `mlx_lm.lora -c` config) and its data folder
-Writes <adapter_path>/adapters.safetensors    the best-validation adapter (mlx-lm loads it)
+Writes <adapter_path>/adapters.safetensors    the adapter with the best task success on the config's
+                                               `task_eval` cases (mlx-lm loads it); without one, the
+                                               best-validation-loss adapter
+       <adapter_path>/loss_best_adapters.safetensors  the best-validation-loss adapter
        <adapter_path>/last_adapters.safetensors, adapter_config.json, train_log.jsonl,
        <adapter_path>/training_record.json     losses, best iteration, tokens/s, memory, device, BLAS
        <adapter_path>/loss_curves.png
@@ -33,14 +36,18 @@ def main() -> None:
     parser.add_argument("--steps-per-eval", type=int)
     parser.add_argument("--save-every", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--task-eval", help="eval cases the kept adapter is chosen on; default: the config's")
+    parser.add_argument("--task-repos-root", help="the repos root those cases are about; default: the config's")
+    parser.add_argument("--no-task-map", dest="task_map", action="store_false", default=None,
+                        help="score without the workspace map (for data made with --no-map)")
     args = vars(parser.parse_args())
     record = train_phase(args.pop("config"), **args)
     if record is None:
         return  # a distributed run's other ranks: rank 0 reports
     print(f"{record['data']}: val loss {record['val_loss_first']} -> {record['val_loss_last']} "
           f"({record['val_loss_improvement_pct']}% better), best {record['val_loss_best']} at iteration "
-          f"{record['best_iteration']}; {record['tokens_per_second_all']} tok/s (all tokens), {record['wall_time_s']}s, "
-          f"adapter {record['adapter_size_bytes'] / 1e6:.1f} MB")
+          f"{record['loss_best_iteration']}; kept: {record['kept_adapter']}; {record['tokens_per_second_all']} tok/s "
+          f"(all tokens), {record['wall_time_s']}s, adapter {record['adapter_size_bytes'] / 1e6:.1f} MB")
 
 
 if __name__ == "__main__":

@@ -123,8 +123,10 @@ def test_two_ranks_on_loopback_train_one_adapter(float32_base, tmp_path):
 
 
 @pytest.mark.slow
-def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
-    """Same value, token count and gradients as mlx-lm's default_loss on real rows, frozen blocks included."""
+@pytest.mark.parametrize("windowed", [False, True])
+def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path, windowed):
+    """Same value, token count and gradients as mlx-lm's default_loss on real rows, frozen blocks included,
+    with logits over every position after the prefix or only in each row's answer window."""
     import types
 
     import mlx.core as mx
@@ -136,7 +138,7 @@ def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
     from mlx_lm.tuner.trainer import default_loss, iterate_batches
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from tooltrain.prefix_loss import make_shared_prefix_loss, shared_prefix
+    from tooltrain.prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
 
     make_run(tmp_path, float32_base, iters=1, save_every=1)
     model, tokenizer = load(str(float32_base))
@@ -150,9 +152,13 @@ def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path):
     linear_to_lora_layers(model, 4, {"rank": 8, "dropout": 0.0, "scale": 20.0})
     mx.random.seed(0)  # LoRA's B starts at zero: move it so every adapted block has a gradient
     model.update(tree_map(lambda w: w + 0.01 * mx.random.normal(w.shape), model.trainable_parameters()))
-    loss = make_shared_prefix_loss(model, prefix)
+    window = answer_window([train_set, valid_set]) if windowed else None
+    loss = make_shared_prefix_loss(model, prefix, window)
     assert loss.frozen_blocks == len(model.layers) - 4 and loss.prefix_length == len(prefix)
     batch, lengths = next(iterate_batches(CacheDataset(train_set), 2, 1024))
+    if windowed:  # the window is narrower than the rows (so it is exercised) and covers every answer
+        assert window < batch.shape[1] - len(prefix) - 1
+        assert window >= int((lengths[:, 1] - lengths[:, 0]).max().item()) + 1
     (expected, expected_tokens), expected_grad = nn.value_and_grad(model, default_loss)(model, batch, lengths)
     (got, got_tokens), got_grad = nn.value_and_grad(model, loss)(model, batch, lengths)
     assert got_tokens.item() == expected_tokens.item()

@@ -11,7 +11,10 @@ and the same gradients with less work:
 2. through the adapted blocks it goes once per batch instead of once per row:
    the rows' own tokens attend to its keys and values, as they would in the
    full sequence (the attention is causal, so the prefix never sees them);
-3. logits are computed for the rows' own tokens only, where the answers are.
+3. logits (a 576 x 49k projection per position, as costly as several blocks) are
+   computed only in a window over each row's answer: `answer_window` positions from
+   the row's first loss position, gathered per row (a fixed width, so the compiled
+   step keeps static shapes). The prompt's positions before it carry no loss.
 
 It must be built once the LoRA layers are in place: they decide which blocks are
 frozen (`tooltrain.train` does that inside `mlx_lm.lora.train_model`).
@@ -71,6 +74,16 @@ def shared_prefix(datasets, limit: int | None = None) -> list[int]:
     return prefix[: max(0, min(len(prefix), shortest_prompt - 1, limit if limit is not None else len(prefix)))]
 
 
+def answer_window(datasets) -> int:
+    """The widest span of loss positions of any row: the answer plus its end token."""
+    width = 0
+    for dataset in datasets:
+        for i in range(len(dataset)):
+            tokens, offset = dataset.process(dataset[i])
+            width = max(width, len(tokens) - offset + 1)
+    return width
+
+
 def frozen_block_count(model) -> int:
     """How many leading transformer blocks have nothing to train."""
     from mlx.utils import tree_flatten
@@ -89,9 +102,10 @@ def supports(model) -> bool:
             and not any(getattr(layer, "use_sliding", False) for layer in inner.layers))
 
 
-def make_shared_prefix_loss(model, prefix: list[int]):
+def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None):
     """A drop-in for mlx-lm's `default_loss(model, batch, lengths)` for batches whose rows all start
-    with `prefix`; mlx-lm's own loss when the model's architecture or the prefix does not fit."""
+    with `prefix`; mlx-lm's own loss when the model's architecture or the prefix does not fit.
+    `window` (see `answer_window`) bounds the loss positions of a row; None: every position after the prefix."""
     import mlx.core as mx
     import mlx.nn as nn
     from mlx_lm.tuner.trainer import default_loss
@@ -119,13 +133,21 @@ def make_shared_prefix_loss(model, prefix: list[int]):
             kv = PrefixKV()
             shared = layer(shared, "causal", cache=kv)  # the prefix once, for the whole batch
             h = layer(h, "causal", cache=kv)
+        width = h.shape[1]
+        if window is not None and window < width:  # each row's answer window, gathered
+            first = mx.clip(lengths[:, 0:1] - (p + 1), 0, width - window)  # h index of its first loss position
+            index = first + mx.arange(window)[None]
+            h = mx.take_along_axis(h, index[..., None], axis=1)
+            targets = mx.take_along_axis(targets, index, axis=1)
+            steps = index + p + 1
+        else:
+            steps = mx.arange(p + 1, batch.shape[1])[None]  # mlx-lm's 1-based step numbers of these positions
         h = inner.norm(h)
         logits = model.lm_head(h) if hasattr(model, "lm_head") else inner.embed_tokens.as_linear(h)
-        steps = mx.arange(p + 1, batch.shape[1])  # mlx-lm's 1-based step numbers of these positions
         mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
         ce = nn.losses.cross_entropy(logits, targets) * mask
         ntoks = mask.sum()
         return ce.astype(mx.float32).sum() / ntoks, ntoks
 
-    loss.prefix_length, loss.frozen_blocks = p, frozen
+    loss.prefix_length, loss.frozen_blocks, loss.window = p, frozen, window
     return loss

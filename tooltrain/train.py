@@ -31,16 +31,19 @@ from pathlib import Path
 import yaml
 
 from .io import atomic_write, read_jsonl, write_json
-from .prefix_loss import make_shared_prefix_loss, shared_prefix
+from .prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
 
 LOG_FILE = "train_log.jsonl"
 RECORD_FILE = "training_record.json"
 PLOT_FILE = "loss_curves.png"
 ADAPTER_FILE = "adapters.safetensors"  # what mlx-lm loads: the best-validation weights once training ends
 LAST_FILE = "last_adapters.safetensors"
+LOSS_BEST_FILE = "loss_best_adapters.safetensors"  # the best-validation-loss weights, kept beside for comparison
 BEST_SNAPSHOT = "best_adapters.safetensors"
+LOSS_SNAPSHOT = "best_loss_snapshot.safetensors"
 RESUME_FILE = "resume_adapters.safetensors"
 RESUME_BEST = "resume_best_adapters.safetensors"
+RESUME_LOSS_BEST = "resume_loss_best_adapters.safetensors"
 RESUME_STATE = "resume.json"
 
 
@@ -84,16 +87,21 @@ def file_digest(*paths: Path) -> str:
 
 
 class Recorder:
-    """mlx-lm TrainingCallback: logs loss reports, keeps the best-validation adapter."""
+    """mlx-lm TrainingCallback: logs loss reports and keeps two adapters: the best by validation loss, and the
+    best by task success (the benchmark's decoding and checks on the valid split) when a scorer is given.
+    `adapters.safetensors` is the second (or the first, without a scorer)."""
 
-    def __init__(self, model, adapter_dir: Path, save_every: int, offset: int = 0, best: float = float("inf"),
-                 lead: bool = True):
+    def __init__(self, model, adapter_dir: Path, save_every: int, offset: int = 0, state: dict | None = None,
+                 lead: bool = True, scorer=None):
         self.model = model
         self.dir = Path(adapter_dir)
         self.save_every = save_every
         self.offset = offset  # iterations done before a resume
-        self.best = best
+        state = state or {}
+        self.best_loss = state.get("best_val_loss", float("inf"))
+        self.best_key = state.get("best_key")  # [success, -val_loss] of the kept adapter
         self.lead = lead  # in a distributed run only rank 0 writes; every rank keeps the same state
+        self.scorer = scorer  # iteration -> {"success", "accuracy", ...} of the current weights (None: skip it)
 
     def log(self, entry: dict) -> None:
         if not self.lead:
@@ -106,18 +114,34 @@ class Recorder:
         iteration = info["iteration"] + self.offset
         self.log({"kind": "train", **info, "iteration": iteration})
         if iteration % self.save_every == 0 and self.lead:
-            # A checkpoint is the weights, the best adapter so far and its loss; the state file goes last.
+            # A checkpoint is the weights, the best adapters so far and their scores; the state file goes last.
             self.save(self.dir / RESUME_FILE)
-            if (self.dir / BEST_SNAPSHOT).exists():
-                shutil.copyfile(self.dir / BEST_SNAPSHOT, self.dir / RESUME_BEST)
-            write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best})
+            for snapshot, kept in ((BEST_SNAPSHOT, RESUME_BEST), (LOSS_SNAPSHOT, RESUME_LOSS_BEST)):
+                if (self.dir / snapshot).exists():
+                    shutil.copyfile(self.dir / snapshot, self.dir / kept)
+            write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best_loss,
+                                                 "best_key": self.best_key})
 
     def on_val_loss_report(self, info: dict) -> None:
         # mlx-lm reports validation before the step: "iteration" counts the updates already applied.
-        iteration = info["iteration"] + self.offset
-        self.log({"kind": "val", "iteration": iteration, "val_loss": info["val_loss"], "val_time": info["val_time"]})
-        if info["val_loss"] < self.best:
-            self.best = info["val_loss"]
+        iteration, loss = info["iteration"] + self.offset, info["val_loss"]
+        self.log({"kind": "val", "iteration": iteration, "val_loss": loss, "val_time": info["val_time"]})
+        if loss < self.best_loss:
+            self.best_loss = loss
+            self.save(self.dir / LOSS_SNAPSHOT)
+        if self.scorer is None:
+            key = [0.0, -loss]
+        elif iteration == 0:
+            return  # the untrained adapter is never the one to keep
+        else:
+            started = time.perf_counter()
+            task = self.scorer(iteration)
+            if task is None:
+                return
+            self.log({"kind": "task", "iteration": iteration, **task, "task_time": time.perf_counter() - started})
+            key = [task["success"], -loss]
+        if self.best_key is None or key > self.best_key:
+            self.best_key = key
             self.save(self.dir / BEST_SNAPSHOT)
 
     def save(self, path: Path) -> None:
@@ -182,8 +206,8 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     model, tokenizer = load(str(args.model))
     train_set, valid_set, _ = load_dataset(args, tokenizer)
     seen = first_batches_digest(train_set, args, world)
-    recorder = Recorder(model, adapter_dir, args.save_every, offset=done,
-                        best=state["best_val_loss"] if state else float("inf"), lead=lead)
+    recorder = Recorder(model, adapter_dir, args.save_every, offset=done, state=state, lead=lead,
+                        scorer=task_scorer(args, model, tokenizer, skip={total_iters - 1}))
     recorder.log({"kind": "start", "iteration": done, "of": total_iters, "ranks": world.size()})
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
     run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
@@ -192,7 +216,8 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     built = []  # the loss, once train_model has put the LoRA layers in place
     # Called even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
     # layers in place and loads the checkpoint.
-    with trainer_hooks(prefix, built):
+    window = answer_window([train_set, valid_set])
+    with trainer_hooks(prefix, built, window):
         train_model(run_args, model, train_set, valid_set, recorder)
     loss = built[-1]
     # The trainer's last validation ran before its last step: measure the final weights too.
@@ -208,12 +233,14 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
         return None
     recorder.save(adapter_dir / LAST_FILE)
     shutil.copyfile(adapter_dir / BEST_SNAPSHOT, adapter_dir / ADAPTER_FILE)
-    for name in (BEST_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_STATE):
+    shutil.copyfile(adapter_dir / LOSS_SNAPSHOT, adapter_dir / LOSS_BEST_FILE)
+    for name in (BEST_SNAPSHOT, LOSS_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_LOSS_BEST, RESUME_STATE):
         (adapter_dir / name).unlink(missing_ok=True)
     row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
     environment = {**environment, "ranks": world.size(), "resumed_from_iteration": done,
                    "loss": (f"mlx-lm's masked loss, the {loss.prefix_length}-token prefix all rows share computed once "
-                            f"per batch, and once per run in the {loss.frozen_blocks} frozen blocks (same value, less work)"
+                            f"per batch, and once per run in the {loss.frozen_blocks} frozen blocks, logits only in a "
+                            f"{loss.window}-token window over each answer (same value, less work)"
                             if hasattr(loss, "prefix_length") else "mlx-lm's default_loss"),
                    "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
@@ -221,6 +248,34 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     write_json(adapter_dir / RECORD_FILE, record)
     plot_losses(read_log(adapter_dir), adapter_dir / PLOT_FILE, f"{Path(args.adapter_path).name}: {args.model}")
     return record
+
+
+def task_scorer(args, model, tokenizer, skip: set[int]):
+    """What the benchmark measures, on the valid split, for the recorder: a function scoring the current
+    weights (the benchmark's prompt with the workspace map, greedy decoding, calls run for real), or None
+    when the config names no `task_eval` file. Iterations in `skip` are not scored (the trainer's last
+    validation comes one step before the final one)."""
+    task_eval = getattr(args, "task_eval", None)
+    if not task_eval:
+        return None
+    from .benchmark import score_cases, summarize
+    from .decoding import Decider, context_messages
+    from .scoring import load_cases
+    from .workspace import render_map, scan_roots
+
+    cases = load_cases(Path(task_eval))
+    roots = (Path(args.task_repos_root),)
+    context = context_messages(render_map(scan_roots(list(roots))) if getattr(args, "task_map", True) else None)
+
+    def scorer(iteration: int) -> dict | None:
+        if iteration in skip:
+            return None
+        records, skipped = score_cases(Decider(model, tokenizer, context), cases, roots)
+        summary = summarize(records, skipped)
+        return {k: summary.get(k) for k in ("success", "accuracy", "grep_hit_rate", "read_valid_rate",
+                                            "over_call_rate", "cases")}
+
+    return scorer
 
 
 VALIDATION_SEED = 0
@@ -250,14 +305,14 @@ def same_validation_batches(dataset, batch_size, max_seq_length, loop=False, see
 
 
 @contextmanager
-def trainer_hooks(prefix: list[int], built: list):
+def trainer_hooks(prefix: list[int], built: list, window: int | None = None):
     """Make `mlx_lm.lora.train_model` call mlx-lm's `train()` with the shared-prefix loss (built once the
     LoRA layers are in place, appended to `built`) and fixed validation batches; restored afterwards."""
     from mlx_lm import lora
     from mlx_lm.tuner import trainer
 
     def train(model, *args, **kwargs):
-        built.append(make_shared_prefix_loss(model, prefix))
+        built.append(make_shared_prefix_loss(model, prefix, window))
         return trainer.train(model, *args, loss=built[-1], iterate_batches=same_validation_batches, **kwargs)
 
     original = lora.train
@@ -274,13 +329,14 @@ def _prepare_dir(adapter_dir: Path, state: dict | None) -> None:
     adapter_dir.mkdir(parents=True, exist_ok=True)
     stale = [RECORD_FILE, *(p.name for p in adapter_dir.glob("rank*.json"))]
     if state is None:
-        stale += [LOG_FILE, BEST_SNAPSHOT]
+        stale += [LOG_FILE, BEST_SNAPSHOT, LOSS_SNAPSHOT]
     else:
         kept = [e for e in read_log(adapter_dir) if e["iteration"] <= state["iteration"]]
         with atomic_write(adapter_dir / LOG_FILE) as f:
             f.writelines(json.dumps(e) + "\n" for e in kept)
-        if (adapter_dir / RESUME_BEST).exists():
-            shutil.copyfile(adapter_dir / RESUME_BEST, adapter_dir / BEST_SNAPSHOT)
+        for kept_file, snapshot in ((RESUME_BEST, BEST_SNAPSHOT), (RESUME_LOSS_BEST, LOSS_SNAPSHOT)):
+            if (adapter_dir / kept_file).exists():
+                shutil.copyfile(adapter_dir / kept_file, adapter_dir / snapshot)
     for name in stale:
         (adapter_dir / name).unlink(missing_ok=True)
 
@@ -316,8 +372,18 @@ def weights_digest(model) -> str:
 def build_record(args, log: list[dict], counts: dict, wall_s: float, environment: dict) -> dict:
     vals = [e for e in log if e["kind"] == "val"]
     trains = [e for e in log if e["kind"] == "train"]
+    tasks = [e for e in log if e["kind"] == "task"]
     first, last = vals[0]["val_loss"], vals[-1]["val_loss"]
-    best = min(vals, key=lambda e: e["val_loss"])
+    best_loss = min(vals, key=lambda e: e["val_loss"])
+    loss_at = {e["iteration"]: e["val_loss"] for e in vals}  # the last validation of an iteration wins
+    if tasks:  # the kept adapter: best task success, then lower validation loss (as the recorder chose)
+        best = max(tasks, key=lambda e: (e["success"], -loss_at[e["iteration"]]))
+        kept = (f"{ADAPTER_FILE} = iteration {best['iteration']} (best task success on {args.task_eval}: "
+                f"{best['success']:.3f}, then validation loss); {LOSS_BEST_FILE} = iteration "
+                f"{best_loss['iteration']} (best validation loss)")
+    else:
+        best = best_loss
+        kept = f"{ADAPTER_FILE} = iteration {best['iteration']} (best validation loss)"
     data_files = [Path(args.data) / "train.jsonl", Path(args.data) / "valid.jsonl"]
     return {
         "model": str(args.model),
@@ -330,8 +396,11 @@ def build_record(args, log: list[dict], counts: dict, wall_s: float, environment
         "seed": args.seed,
         "val_loss_first": round(first, 4), "val_loss_last": round(last, 4),
         "val_loss_improvement_pct": round(100 * (first - last) / first, 1),
-        "val_loss_best": round(best["val_loss"], 4), "best_iteration": best["iteration"],
-        "kept_adapter": f"{ADAPTER_FILE} = iteration {best['iteration']} (best validation loss)",
+        "val_loss_best": round(best_loss["val_loss"], 4), "loss_best_iteration": best_loss["iteration"],
+        "best_iteration": best["iteration"], "kept_adapter": kept,
+        "selected_by": "task success" if tasks else "validation loss",
+        "task": [{k: e[k] for k in ("iteration", "success", "accuracy", "grep_hit_rate", "read_valid_rate",
+                                     "over_call_rate", "cases", "task_time")} for e in tasks],
         "train_loss_last": round(trains[-1]["train_loss"], 4) if trains else None,
         **throughput(log, args.batch_size, environment["mean_row_tokens"]),
         "wall_time_s": round(wall_s, 1),  # this run's; a resumed run counts from its checkpoint

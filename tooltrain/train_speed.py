@@ -49,7 +49,7 @@ def _setup(path: str, model: str, data: str, num_layers: int, rank: int, batch_s
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
     from .modelprep import training_base
-    from .prefix_loss import make_shared_prefix_loss, shared_prefix
+    from .prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
 
     weights = model if path == "stock" else training_base(model)[0]
     mx.random.seed(seed)
@@ -59,7 +59,8 @@ def _setup(path: str, model: str, data: str, num_layers: int, rank: int, batch_s
     train_set, valid_set, _ = load_dataset(args, tokenizer)
     net.freeze()
     linear_to_lora_layers(net, num_layers, {"rank": rank, "dropout": 0.0, "scale": 20.0})
-    loss = (make_shared_prefix_loss(net, shared_prefix([train_set, valid_set])) if path == "project"
+    datasets = [train_set, valid_set]
+    loss = (make_shared_prefix_loss(net, shared_prefix(datasets), answer_window(datasets)) if path == "project"
             else default_loss)
     batches = iterate_batches(CacheDataset(train_set), batch_size, 1024, loop=True)
     return types.SimpleNamespace(weights=weights, net=net, loss=loss, optimizer=optim.Adam(learning_rate=1e-4),
