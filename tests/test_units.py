@@ -47,7 +47,8 @@ def test_grep_finds_lines_and_read_opens_files(repos):
     assert tools.read(repos, "gadgets/README.md").startswith("# gadgets")
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../secret", "gadgets/../../x", "~/x", ""])
+@pytest.mark.parametrize("path", ["/etc/passwd", "../secret", "gadgets/../../x", "~/x", "", "gadgets/a\x00b",
+                                  "gadgets/" + "x" * 5000])
 def test_paths_outside_the_root_are_refused(repos, path):
     with pytest.raises(tools.ToolError):
         tools.read(repos, path)

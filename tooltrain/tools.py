@@ -79,16 +79,23 @@ def resolve_inside(root: Path, relative: str) -> Path:
     if not isinstance(relative, str) or not relative.strip():
         raise ToolError("path must be a non-empty string")
     relative = relative.strip()
+    if "\x00" in relative:
+        raise ToolError(f"NUL byte in path: {relative!r}")
     if os.path.isabs(relative) or relative.startswith(("~", "\\")):
         raise ToolError(f"absolute paths are not allowed: {relative!r}")
     if ".." in Path(relative).parts:
         raise ToolError(f"'..' is not allowed in paths: {relative!r}")
     root = Path(root).resolve()
-    target = (root / relative).resolve()
-    if target != root and root not in target.parents:
-        raise ToolError(f"path leaves the repos root: {relative!r}")
-    if not target.exists():
-        raise ToolError(f"no such file or folder: {relative!r}")
+    try:
+        target = (root / relative).resolve()
+        if target != root and root not in target.parents:
+            raise ToolError(f"path leaves the repos root: {relative!r}")
+        if not target.exists():
+            raise ToolError(f"no such file or folder: {relative!r}")
+    except (OSError, RuntimeError, ValueError) as err:  # too long a name, a symlink loop: a bad call, not a crash
+        if isinstance(err, ToolError):
+            raise
+        raise ToolError(f"unusable path {relative[:80]!r}: {type(err).__name__}: {err}") from None
     return target
 
 
