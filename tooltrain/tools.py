@@ -20,7 +20,6 @@ SYSTEM_PROMPT = (
     "You are a coding assistant for the Python repositories in the workspace. "
     "To locate code whose file is unknown, call grep. "
     "To see a file the user names, call read. "
-    "Tool paths start with a workspace folder. "
     "For general, conceptual or unrelated questions, answer directly without tools."
 )
 
