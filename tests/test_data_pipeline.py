@@ -90,7 +90,7 @@ def workspace_folders(row: dict) -> dict[str, str]:
     """The folders the row's workspace map shows, each with its map line."""
     lines = row["messages"][1]["content"].splitlines()
     assert row["messages"][1]["role"] == "system" and lines[0] == workspace.HEADER
-    return {line[2:].split("/ ", 1)[0].rstrip("/"): line for line in lines[1:]}
+    return {line[2:].split("/:", 1)[0]: line for line in lines[1:]}
 
 
 def test_no_duplicate_questions_anywhere(built):

@@ -24,9 +24,11 @@ def test_the_map_shows_folders_packages_and_top_level_files(root):
     layouts = workspace.scan_roots([root])
     assert [layout.folder for layout in layouts] == ["bolts", "gadgets"]  # hidden folders and files are not repos
     gadgets = layouts[1]
-    assert gadgets.packages == ("src/gadgets",) and gadgets.files == ("README.md", "pyproject.toml")
-    assert gadgets.dirs == ("tests",)
-    assert gadgets.line() == "- gadgets/ code gadgets/src/gadgets/ files README.md pyproject.toml tests/"
+    assert gadgets.packages == ("src/gadgets",) and gadgets.files == ("README.md",)  # pyproject.toml goes unsaid
+    assert gadgets.line() == "- gadgets/: gadgets/src/gadgets/ README.md"
+    (root / "bolts" / "CHANGES.rst").write_text("1.0\n")
+    assert workspace.scan_repo(root, "bolts").line() == "- bolts/: bolts/src/bolts/ README.md CHANGES.rst"
+    (root / "bolts" / "CHANGES.rst").unlink()
     text = workspace.render_map(layouts)
     assert text.splitlines()[0] == workspace.HEADER and len(text.splitlines()) == 3
 
@@ -41,14 +43,14 @@ def test_a_folder_in_two_roots_is_the_first_roots(root, tmp_path):
 def test_views_rename_and_relayout_and_map_back(root):
     layout = workspace.scan_repo(root, "gadgets")
     view = workspace.View(layout, "gadgets-1.0", swap_src=True)
-    assert view.shown.line().startswith("- gadgets-1.0/ code gadgets-1.0/gadgets/ ")
+    assert view.shown.line() == "- gadgets-1.0/: gadgets-1.0/gadgets/ README.md"
     for real, shown in [("gadgets/src/gadgets/hinge.py", "gadgets-1.0/gadgets/hinge.py"),
                         ("gadgets/README.md", "gadgets-1.0/README.md"), ("gadgets", "gadgets-1.0"),
                         ("gadgets/src/gadgets", "gadgets-1.0/gadgets")]:
         assert view.to_view(real) == shown and view.to_real(shown) == real
     with pytest.raises(ValueError, match="not under"):
         view.to_real("gadgets/README.md")
-    flat = workspace.View(workspace.RepoLayout("lib", ("lib",), (), ()), "lib", swap_src=True)
+    flat = workspace.View(workspace.RepoLayout("lib", ("lib",), ()), "lib", swap_src=True)
     assert flat.to_view("lib/lib/core.py") == "lib/src/lib/core.py" and not flat.identity
     assert all(alias != "gadgets" for alias in workspace.aliases("gadgets", "1.0"))
 

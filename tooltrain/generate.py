@@ -40,7 +40,7 @@ RESOURCES = Path(__file__).parent / "resources"
 LIBRARY_QA = [RESOURCES / "library_qa.jsonl", RESOURCES / "library_code_qa.jsonl"]
 # Python concepts, how-tos and off-topic requests; requests about the world phrased like searches.
 OTHER_QA = [RESOURCES / "general_qa.jsonl", RESOURCES / "world_qa.jsonl"]
-LIBRARY_SHARE = 0.6  # of the curated direct rows, the share that names a library
+LIBRARY_SHARE = 0.45  # of the curated direct rows, the share that names a library
 LABELS = ("grep", "read", "direct")
 # A definition that greps to more lines than this is too vague to teach; usages may be broader.
 MAX_HITS = {"usage": 60, "decorator": 60, "import": 60, "relative_import": 60, "import_name": 60, "subclass": 60,
@@ -71,14 +71,16 @@ class RowOptions:
     """How rows present the workspace. The defaults are the project's; `with_map=False` is the ablation."""
 
     with_map: bool = True
-    alias_rate: float = 0.5  # the row's own repository under another folder name
-    swap_rate: float = 0.25  # ... with the other package layout (src/ vs flat)
+    alias_rate: float = 0.4  # the row's own repository under another folder name (never when the question
+    swap_rate: float = 0.15  # gives a full path) ... with the other package layout (src/ vs flat)
+    generic_share: float = 0.35  # of the other names, a generic one ("backend/", "lib/") unrelated to the project
     other_alias_rate: float = 0.3  # the map's other repositories
     words_rate: float = 0.35  # a definition asked for in words, not by its identifier
     style_rate: float = 0.2  # lowercase start; no final question mark (each)
     per_file_cap: int = 4  # grep (read) rows about one file, so a small repository's few files are not drilled
-    # how many other repositories the map shows: (count, weight); the eval workspaces have 4 and 13
-    others: tuple = ((0, 20), (1, 25), (2, 20), (3, 15), (4, 10), (6, 4), (9, 3), (12, 3))
+    # how many other repositories the map shows: (count, weight percent). Mostly few (each line costs every
+    # training step ~20 tokens), sometimes many: the eval workspaces have 4 and 13.
+    others: tuple = ((0, 40), (1, 30), (2, 15), (3, 8), (5, 4), (12, 3))
 
 
 @dataclass
@@ -174,7 +176,7 @@ def grep_candidates(facts: list[FileFacts]) -> list[Candidate]:
                 for base in s.bases:
                     short = base.rsplit(".", 1)[-1]
                     if short in defined_classes[f.repo] and len(short) >= 4 and short != s.name:
-                        add("subclass", f, f"{base}<-{s.qualname}", s.line, rf"class \w+\(.*\b{re.escape(base)}\b",
+                        add("subclass", f, f"{base}<-{s.qualname}", s.line, rf"class .*\b{re.escape(base)}\b",
                             base=base)
             elif s.kind == "function":
                 definition("function_def", f, s, rf"def {s.name}\b")
@@ -485,7 +487,10 @@ class Draw:
     def view(self, layout: workspace.RepoLayout, alias_rate: float, swap_rate: float) -> workspace.View:
         folder = layout.folder
         if self.rng.random() < alias_rate:
-            folder = self.rng.choice(workspace.aliases(layout.folder, self.versions.get(layout.folder)))
+            if self.rng.random() < self.options.generic_share and layout.packages:
+                folder = self.rng.choice(workspace.GENERIC_FOLDERS)
+            else:
+                folder = self.rng.choice(workspace.aliases(layout.folder, self.versions.get(layout.folder)))
         swap = workspace.swappable(layout) and self.rng.random() < swap_rate
         return workspace.View(layout, folder, swap)
 
@@ -509,8 +514,9 @@ class Draw:
         messages = [{"role": "system", "content": tools.SYSTEM_PROMPT}]
         if options.with_map:
             layout = self.layouts.get(cand.repo) if cand.repo else None
-            if layout:
-                view = self.view(layout, options.alias_rate, options.swap_rate)
+            if layout:  # a full path in the question is the workspace's path: the repository is shown as it is
+                full = "path:full" in traits
+                view = self.view(layout, 0.0 if full else options.alias_rate, 0.0 if full else options.swap_rate)
                 traits = sorted({*traits, *(["alias"] if view.folder != layout.folder else []),
                                  *(["swapped-layout"] if view.swap_src else [])})
             shown = self.workspace_of(view)

@@ -4,13 +4,17 @@ A coding agent knows its working tree; a model that is not told has to recall pa
 (`marshallaway` for marshmallow, `rich/table.py` for `rich/rich/table.py`). The map
 gives one line per repository of the repos root:
 
-    - flask/ code flask/src/flask/ files README.md pyproject.toml CHANGES.rst docs/ tests/
+    - flask/: flask/src/flask/ README.md CHANGES.rst
 
-its folder, its package folder(s) as full tool paths, and a few top-level files and
-folders people ask for (README, changelog, build config, docs, tests). A line costs
-about 25 tokens; the benchmark's 13-repo training root about 330. It goes in a system
-message of its own after the system-and-tools prompt, so that prompt stays a prefix
-every row and question shares (prompt cache, shared-prefix loss).
+its folder, its package folder(s) as full tool paths, and the top-level files whose
+names vary from project to project: the README (.md, .rst, .txt) and the changelog
+(CHANGES, CHANGELOG, HISTORY, NEWS). Files every project names alike (pyproject.toml,
+setup.cfg) and folders (docs/, tests/) are left out: the model can write those paths
+from the folder, and every token of the map is a token of every training row (a line
+is ~20 tokens, the rows' own text only ~65; a map with 30-token lines made a training
+step 1.6x slower). It goes in a system message of its own after the system-and-tools
+prompt, so that prompt stays a prefix every row and question shares (prompt cache,
+shared-prefix loss).
 
 Training rows show their repository through a `View`: under another folder name (an
 alias such as `flask-3.1.3` or `Flask-main`) and/or with the other package layout
@@ -29,13 +33,10 @@ from pathlib import Path
 # Folder names that hold tests, docs, examples and tooling, not a package people import.
 NOT_PACKAGE = re.compile(r"tests?|testing|\w*_tests?|docs?|docs_src|examples?|typing[-_]\w+|bench\w*|scripts?|"
                          r"changelog\.d|build|dist|\w+\.(dist|egg)-info")
-# Top-level entries people ask for by name, in the order the map lists them (at most MAX_FILES files,
-# MAX_DIRS folders: a longer line costs every question tokens and tells the model little more).
-FILE_ORDER = (re.compile(r"README(\.\w+)?", re.I), re.compile(r"pyproject\.toml"), re.compile(r"setup\.(py|cfg)"),
-              re.compile(r"(CHANGES|CHANGELOG|HISTORY|NEWS)(\.\w+)?", re.I))
-DIR_ORDER = ("docs", "doc", "tests", "test", "examples")
-MAX_PACKAGES, MAX_FILES, MAX_DIRS = 3, 4, 2
-HEADER = "Workspace folders (tool paths start with one of them):"
+# Top-level files whose names vary, in the order the map lists them (one of each kind).
+FILE_KINDS = (re.compile(r"README(\.\w+)?", re.I), re.compile(r"(CHANGES|CHANGELOG|HISTORY|NEWS)(\.\w+)?", re.I))
+MAX_PACKAGES = 3
+HEADER = "Workspace folders:"
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,10 @@ class RepoLayout:
 
     folder: str
     packages: tuple[str, ...]  # e.g. ("src/flask",) or ("fastapi",)
-    files: tuple[str, ...]  # top-level files shown, e.g. ("README.md", "pyproject.toml")
-    dirs: tuple[str, ...]  # top-level folders shown, e.g. ("docs", "tests")
+    files: tuple[str, ...]  # top-level files shown, e.g. ("README.rst", "CHANGES.rst")
 
     def line(self) -> str:
-        parts = [f"- {self.folder}/"]
-        if self.packages:
-            parts.append("code " + " ".join(f"{self.folder}/{p}/" for p in self.packages))
-        shown = [*self.files, *(f"{d}/" for d in self.dirs)]
-        if shown:
-            parts.append("files " + " ".join(shown))
-        return " ".join(parts)
+        return " ".join([f"- {self.folder}/:", *(f"{self.folder}/{p}/" for p in self.packages), *self.files])
 
 
 def _is_package(path: Path) -> bool:
@@ -71,11 +65,9 @@ def scan_repo(root: Path, folder: str) -> RepoLayout:
         packages += [f"src/{name}" for name in sorted(os.listdir(base / "src")) if _is_package(base / "src" / name)]
     stem = folder.lower().replace("-", "_")
     packages.sort(key=lambda p: (Path(p).name.lower() != stem, Path(p).name.startswith("_"), p))
-    files = []
-    for pattern in FILE_ORDER:
-        files += [name for name in entries if pattern.fullmatch(name) and (base / name).is_file() and name not in files]
-    dirs = [name for name in DIR_ORDER if name in entries and (base / name).is_dir()]
-    return RepoLayout(folder, tuple(packages[:MAX_PACKAGES]), tuple(files[:MAX_FILES]), tuple(dirs[:MAX_DIRS]))
+    files = [next(name for name in entries if kind.fullmatch(name) and (base / name).is_file())
+             for kind in FILE_KINDS if any(kind.fullmatch(name) and (base / name).is_file() for name in entries)]
+    return RepoLayout(folder, tuple(packages[:MAX_PACKAGES]), tuple(files))
 
 
 def repo_folders(root: Path) -> list[str]:
@@ -147,6 +139,12 @@ class View:
     def to_real(self, shown_path: str) -> str:
         """A path written against this view, in the real tree (where calls are run)."""
         return self._convert(shown_path, to_view=False)
+
+
+# Checkouts named after their role rather than the project (a monorepo's parts, a renamed clone): the
+# question's name then matches only the package folder the map shows, and the folder must be copied.
+GENERIC_FOLDERS = ("backend", "server", "core", "lib", "service", "app", "upstream", "vendor", "project", "work",
+                   "api", "toolkit", "platform", "engine", "common", "shared")
 
 
 def aliases(folder: str, version: str | None) -> list[str]:
