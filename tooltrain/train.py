@@ -253,8 +253,9 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
 def task_scorer(args, model, tokenizer, skip: set[int]):
     """What the benchmark measures, on the valid split, for the recorder: a function scoring the current
     weights (the benchmark's prompt with the workspace map, greedy decoding, calls run for real), or None
-    when the config names no `task_eval` file. Iterations in `skip` are not scored (the trainer's last
-    validation comes one step before the final one)."""
+    when the config names no `task_eval` file. Iterations in `skip` (the trainer's last validation comes
+    one step before the final one) and before `task_from` (an adapter that young is never the best, and
+    a scoring pass costs minutes on a CPU) are not scored."""
     task_eval = getattr(args, "task_eval", None)
     if not task_eval:
         return None
@@ -267,8 +268,10 @@ def task_scorer(args, model, tokenizer, skip: set[int]):
     roots = (Path(args.task_repos_root),)
     context = context_messages(render_map(scan_roots(list(roots))) if getattr(args, "task_map", True) else None)
 
+    first = int(getattr(args, "task_from", 0) or 0)
+
     def scorer(iteration: int) -> dict | None:
-        if iteration in skip:
+        if iteration in skip or iteration < first:
             return None
         records, skipped = score_cases(Decider(model, tokenizer, context), cases, roots)
         summary = summarize(records, skipped)
