@@ -98,7 +98,8 @@ def resolve_inside(root: Path, relative: str) -> Path:
     return target
 
 
-def _is_searchable(path: Path) -> bool:
+def is_text_file(path: Path) -> bool:
+    """A file the tools read: a known text suffix, a file, at most MAX_FILE_BYTES."""
     return path.suffix.lower() in TEXT_SUFFIXES and path.is_file() and path.stat().st_size <= MAX_FILE_BYTES
 
 
@@ -164,7 +165,7 @@ def grep(root: Path, pattern: str, path: str, max_hits: int | None = None, timeo
 
 
 def _read_text(path: Path) -> str | None:
-    if not _is_searchable(path):
+    if not is_text_file(path):
         return None
     try:
         return path.read_text(encoding="utf-8")
