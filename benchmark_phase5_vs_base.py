@@ -10,10 +10,11 @@ Reads  eval sets in DESIGN.md's eval-case format, each with the repos root(s) it
 Writes benchmark_all_phases.log    the spec's table per eval set, plus macro-F1, success, over/under-call,
                                    grep hit rate, read validity, format adherence, time to decision, tokens/s,
                                    peak memory, confusion matrices, 95% intervals, paired McNemar tests,
-                                   the prompt-cache speedup
+                                   the prompt-cache speedup; beside the raw scores, the guided ones (a call's
+                                   path held to the workspace's real paths) and the time guidance adds
        benchmark_all_phases.json   the same, machine-readable (with each set's workspace map)
        benchmark_all_phases.png    accuracy and times per model
-       data/benchmark/predictions/<set>/<model>.jsonl   one prediction per case
+       data/benchmark/predictions/<set>/<model>.jsonl   one prediction per case (<model>.guided.jsonl: guided)
 
 Run from the project root (`make benchmark` after `make phase7`):
     python benchmark_phase5_vs_base.py [--eval PATH[=ROOT,...] ...] [--repos-root DIR ...] [--models NAME ...]
@@ -61,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="questions timed against plain one-shot generate, per model (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=96, help="generation budget per question")
     parser.add_argument("--max-answer-tokens", type=int, default=8, help="direct answers stop this far past the decision")
+    parser.add_argument("--no-guided", dest="guided", action="store_false",
+                        help="skip the guided-decoding scores (paths held to real ones) beside the raw ones")
     return parser.parse_args(argv)
 
 
@@ -84,7 +87,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results = run_benchmark(evals, specs, args.predictions_dir, args.plain_questions, args.max_tokens,
-                            args.max_answer_tokens)
+                            args.max_answer_tokens, args.guided)
     env = environment_report("")
     results["environment"] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "platform": platform.platform(), "device": env["device"], "blas": env["blas"]}

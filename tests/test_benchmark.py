@@ -295,6 +295,14 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
         for p in predictions:
             assert p["decision"] == read_output(p["raw"]).decision and p["prefix_reused"]
             assert 0 < p["time_to_decision_s"] <= p["gen_time_s"]
+        # guided beside raw: same cases; a case kept as it was is one the guard lets through unchanged
+        guided = [json.loads(line) for line in (out / "pred" / f"{name}.guided.jsonl").read_text().splitlines()]
+        assert [g["id"] for g in guided] == ["g1", "r1", "d1"]
+        for raw, steered in zip(predictions, guided):
+            assert steered.get("guided_rerun") or steered["raw"] == raw["raw"]
+        assert results["guided"]["mini"][name]["rerun"] == sum(bool(g.get("guided_rerun")) for g in guided)
+        assert results["guided"]["mini"][name]["overhead"]["questions"] == 2
+    assert "raw -> guided decoding" in log
     tiny = next(m for m in results["models"] if m["name"] == "tiny")
     assert tiny["examples"] == 12 and tiny["size_of"] == "adapter" and tiny["load_time_s"] > 0
     assert tiny["plain_vs_cached"]["questions"] == 2

@@ -12,6 +12,12 @@ read or direct (for a tool call: once its name is out). A model that is missing 
 fails is reported and the others go on; every tool call is run for real by the
 confined tools. Every rate carries its 95% Wilson interval, and each model is compared
 with the one before it on the same cases by an exact McNemar test.
+
+With `guided`, each model is also scored with guided decoding (tooltrain.guided: a call's path
+can only be a real path of the set's workspace), beside its raw scores, never instead of them.
+Guidance changes an output only where some greedy token was not allowed, so only those cases
+are decoded again (the others keep their raw output, which guided decoding would reproduce);
+the time guidance adds is measured on the same questions side by side.
 """
 
 from __future__ import annotations
@@ -179,6 +185,7 @@ def run_case(decider: Decider, case: Case, roots: tuple[Path, ...]) -> dict:
     reading = read_output(out["raw"])
     valid, detail = check_call(case, reading, repo_root(case, roots))
     return {"id": case.id, "decision": reading.decision, "tool_call": reading.tool_call, "raw": out["raw"],
+            "ids": out["ids"],
             "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form,
             "time_to_decision_s": round(out["time_to_decision_s"], 4), "gen_time_s": round(out["gen_time_s"], 4),
             "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"]}
@@ -196,6 +203,25 @@ def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], de
             continue
         records.append(run_case(decider, case, roots))
     return records, skipped
+
+
+def guided_records(decider: Decider, cases: list[Case], records: list[dict], roots: tuple[Path, ...]) -> list[dict]:
+    """The raw records as guided decoding (`decider.guard`) would have them: a case whose greedy tokens the
+    guard lets through keeps its record; the others are decoded again, guided (marked "guided_rerun")."""
+    by_id = {case.id: case for case in cases}
+    return [record if decider.guard.accepts(record["ids"]) else
+            {**run_case(decider, by_id[record["id"]], roots), "guided_rerun": True} for record in records]
+
+
+def guided_overhead(raw: Decider, guided: Decider, cases: list[Case], count: int) -> dict:
+    """Seconds per question, raw and guided, on the same tool questions taken in turn (raw, guided, ...)."""
+    picked = spread([c for c in cases if c.expected != "direct"], count)
+    raw_s = guided_s = 0.0
+    for case in picked:
+        raw_s += raw.decide(case.question)["gen_time_s"]
+        guided_s += guided.decide(case.question)["gen_time_s"]
+    return {"questions": len(picked), "raw_s": round(raw_s, 3), "guided_s": round(guided_s, 3),
+            "ratio": round(guided_s / raw_s, 3) if raw_s else None}
 
 
 def summarize(records: list[dict], skipped: list[str]) -> dict:
@@ -272,9 +298,12 @@ def paired_comparisons(per_model: dict[str, dict[str, tuple[bool, bool]]], order
 
 
 def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_dir: Path | None,
-                  plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8) -> dict:
-    """Every model over every eval set; returns the results (what the log, JSON and chart show)."""
+                  plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8,
+                  guided: bool = False) -> dict:
+    """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show."""
     import mlx.core as mx
+
+    from .guided import PathGuard, folders_under, vocabulary_trie
 
     from .io import write_jsonl
     from .scoring import EvalFileError, load_cases
@@ -290,6 +319,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
     results = {"sets": {name: {"path": str(s.path), "cases": len(cases), "roots": [str(r) for r in s.roots],
                                "workspace_map": maps[name]} for name, (s, cases) in sets.items()},
                "models": [], "results": {name: {} for name in sets}, "problems": problems, "comparisons": {},
+               "guided": {name: {} for name in sets} if guided else {},
                "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens, "decoding": "greedy"}}
     paired = {name: {} for name in sets}
     for spec in specs:
@@ -304,7 +334,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             info["error"] = f"{type(err).__name__}: {err}"
             print(f"{spec.name}: could not load: {info['error']}", flush=True)
             continue
-        decider = None
+        decider, vocab = None, vocabulary_trie(tokenizer) if guided else None
         for set_name, (eval_set, cases) in sets.items():
             started = time.perf_counter()
             context = context_messages(maps[set_name] if spec.workspace_map else None)
@@ -313,13 +343,25 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             records, skipped = score_cases(decider, cases, eval_set.roots, f"{spec.name} / {set_name}")
             if skipped:
                 print(f"{spec.name} / {set_name}: {len(skipped)} cases skipped ({skipped[0]} ...)", flush=True)
-            if predictions_dir is not None:
-                folder = Path(predictions_dir) / set_name if len(sets) > 1 else Path(predictions_dir)
+            folder = None if predictions_dir is None else \
+                Path(predictions_dir) / set_name if len(sets) > 1 else Path(predictions_dir)
+            if folder is not None:
                 write_jsonl(folder / f"{spec.name}.jsonl", records)
             results["results"][set_name][spec.name] = summary = summarize(records, skipped)
             paired[set_name][spec.name] = outcomes(records)
             print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, success {summary.get('success')}, "
                   f"time to decision {summary.get('avg_time_to_decision_s')} s", flush=True)
+            if guided:
+                guard = PathGuard(tokenizer, folders_under(eval_set.roots), vocab)
+                steered = Decider(model, tokenizer, context, max_tokens, max_answer_tokens, guard=guard)
+                kept = guided_records(steered, cases, records, eval_set.roots)
+                if folder is not None:
+                    write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
+                results["guided"][set_name][spec.name] = {
+                    **summarize(kept, skipped), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
+                    "vs_raw": (paired_comparisons({"raw": outcomes(records), "guided": outcomes(kept)},
+                                                 ["raw", "guided"]) or [None])[0],
+                    "overhead": guided_overhead(decider, steered, cases, plain_questions or 6)}
         if plain_questions and decider is not None:  # on the last set's workspace and questions
             info["plain_vs_cached"] = compare_with_plain(decider, cases, plain_questions)
         info["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 3)

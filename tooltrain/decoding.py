@@ -34,24 +34,35 @@ def lookup_draft(history: list[int], context: list[int], size: int, longest: int
 
 
 def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]], list[int]],
-                  done: Callable[[list[int]], bool], max_tokens: int, stop_tokens: set[int]) -> tuple[list[int], int]:
+                  done: Callable[[list[int]], bool], max_tokens: int, stop_tokens: set[int],
+                  guide: Callable[[list[int]], list[int] | None] | None = None) -> tuple[list[int], int]:
     """Greedy tokens after `prompt` (the cache holds what precedes it), until a stop token, `done(tokens)`
-    or `max_tokens`; returns (tokens, forward passes). `propose(tokens)` gives the draft to check next."""
+    or `max_tokens`; returns (tokens, forward passes). `propose(tokens)` gives the draft to check next;
+    `guide(tokens)`, when given, the token ids allowed next (None: all), the greedy pick is the best of them."""
     import mlx.core as mx
     from mlx_lm.models.cache import trim_prompt_cache
 
+    def pick(row, history: list[int], unguided: int) -> int:
+        allowed = guide(history) if guide is not None else None
+        if not allowed or unguided in allowed:
+            return unguided
+        return allowed[mx.argmax(row[mx.array(allowed)]).item()]
+
     logits = model(mx.array(prompt)[None], cache=cache)
-    tokens, passes = [mx.argmax(logits[0, -1]).item()], 1
+    tokens, passes = [pick(logits[0, -1], [], mx.argmax(logits[0, -1]).item())], 1
     while tokens[-1] not in stop_tokens and len(tokens) < max_tokens and not done(tokens):
         draft = propose(tokens)[: max_tokens - len(tokens) - 1]
         logits = model(mx.array([tokens[-1], *draft])[None], cache=cache)
         predicted = mx.argmax(logits[0], axis=-1).tolist()
         kept = 0
-        while kept < len(draft) and predicted[kept] == draft[kept] and draft[kept] not in stop_tokens:
+        while True:
+            choice = pick(logits[0, kept], tokens + draft[:kept], predicted[kept])
+            if kept == len(draft) or choice != draft[kept] or draft[kept] in stop_tokens:
+                break
             kept += 1
         if len(draft) > kept:
             trim_prompt_cache(cache, len(draft) - kept)
-        tokens += [*draft[:kept], predicted[kept]]
+        tokens += [*draft[:kept], choice]
         passes += 1
     cut = next((i for i, t in enumerate(tokens) if t in stop_tokens), len(tokens))
     return tokens[: min(cut, max_tokens)], passes
@@ -77,10 +88,11 @@ class Decider:
     """Greedy tool-use decisions. What every question shares (system prompt, tools, workspace map) is
     prefilled once into mlx-lm's prompt cache, each question prefills only its own tokens, and decoding
     stops as soon as the call is complete or the turn ends (prompt-lookup drafts cut the forward passes,
-    not the output). `max_answer_tokens=None` lets a direct answer run to its end."""
+    not the output). `max_answer_tokens=None` lets a direct answer run to its end. With a `guard`
+    (tooltrain.guided.PathGuard) a call's path can only be a real path of the workspace."""
 
     def __init__(self, model, tokenizer, context: list[dict], max_tokens: int = 96,
-                 max_answer_tokens: int | None = 8, draft_size: int = 8):
+                 max_answer_tokens: int | None = 8, draft_size: int = 8, guard=None):
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache
 
@@ -88,6 +100,7 @@ class Decider:
 
         self.model, self.tokenizer, self.context = model, tokenizer, context
         self.max_tokens, self.max_answer_tokens, self.draft_size = max_tokens, max_answer_tokens, draft_size
+        self.guard = guard
         self.prefix = tokenizer.apply_chat_template(context, tools=TOOLS)
         self.shapes = tokenizer.encode(CALL_SHAPES, add_special_tokens=False)
         self.stop_tokens = set(tokenizer.eos_token_ids)
@@ -102,7 +115,7 @@ class Decider:
                                                   tools=TOOLS, add_generation_prompt=True)
 
     def decide(self, question: str) -> dict:
-        """{"raw", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question."""
+        """{"raw", "ids", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question."""
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
         from .scoring import decided, finished_call
@@ -128,12 +141,13 @@ class Decider:
         def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
             return [] if state.get("direct") else lookup_draft(generated, context + generated, self.draft_size)
 
+        guide = None if self.guard is None else (lambda generated: self.guard.allowed(self.tokenizer.decode(generated)))
         generated, passes = greedy_decode(self.model, cache, tokens[len(self.prefix):] if shared else tokens,
-                                          propose, done, self.max_tokens, self.stop_tokens)
+                                          propose, done, self.max_tokens, self.stop_tokens, guide)
         took = time.perf_counter() - started
         if shared:
             trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
-        return {"raw": self.tokenizer.decode(generated), "gen_time_s": took,
+        return {"raw": self.tokenizer.decode(generated), "ids": generated, "gen_time_s": took,
                 "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
                 "tokens": len(generated), "passes": passes, "prefix_reused": shared}
 

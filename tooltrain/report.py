@@ -97,6 +97,7 @@ def format_log(results: dict) -> str:
                 out.append(f"  {c['first']} -> {c['second']} {metric}: {_pct(m['first'])} -> {_pct(m['second'])}, "
                            f"only {c['first']} {m['only_first']} / only {c['second']} {m['only_second']}, "
                            f"p = {m['p']:.3f}: {verdict}")
+        out += _guided_lines(results.get("guided", {}).get(set_name, {}), per_model, models)
     plain = [(info["name"], info["plain_vs_cached"]) for info in models if info.get("plain_vs_cached")]
     if plain:
         out += ["", "this path vs plain one-shot mlx_lm.generate on the same questions (measured side by side):"]
@@ -105,6 +106,26 @@ def format_log(results: dict) -> str:
                        f"{p['this_path_s']:.2f} s = {p['speedup']}x faster; same decision {p['same_decision']}/"
                        f"{p['questions']}")
     return "\n".join(out) + "\n"
+
+
+def _guided_lines(guided: dict, raw: dict, models: list[dict]) -> list[str]:
+    """Raw vs guided (paths held to real ones) for each model on one set, and the time guidance adds."""
+    names = [info["name"] for info in models if info["name"] in guided and info["name"] in raw]
+    if not names or not any(guided[n]["cases"] for n in names):
+        return []
+    rows = []
+    for name in names:
+        r, g = raw[name], guided[name]
+        versus, cost = g.get("vs_raw") or {}, g.get("overhead") or {}
+        p = versus.get("success", {}).get("p")
+        rows.append([name, f"{_rate(r, 'success')} -> {_rate(g, 'success')}", "-" if p is None else f"{p:.3f}",
+                     f"{_pct(r.get('grep_hit_rate'))} -> {_rate(g, 'grep_hit_rate')}",
+                     f"{_pct(r.get('read_valid_rate'))} -> {_rate(g, 'read_valid_rate')}", str(g["rerun"]),
+                     "-" if not cost.get("ratio") else f"{cost['ratio']:.2f}x ({cost['questions']} q)"])
+    return ["", "raw -> guided decoding (a call's path held to the workspace's real paths; only cases where "
+                "guidance changes a token are decoded again):",
+            *_table(["Model", "Success", "p (McNemar)", "Grep hit", "Read valid", "Re-decoded", "Time guided/raw"],
+                    rows)]
 
 
 def plot(results: dict, out: Path) -> None:

@@ -1,0 +1,186 @@
+"""Guided decoding: while the model writes a tool call's `path`, only tokens that keep it a real path.
+
+The workspace's paths go into a character trie: for `read` its text files, for `grep` those and its
+folders (with or without a trailing slash). Once the text of a call has reached `"path`, each next
+token must keep the rest (`": "`, then the value) on the way to one of those paths, or close a complete
+one with `"`; after the closing quote anything goes again. The allowed tokens are found by walking the
+path trie and a trie of the vocabulary's token strings together, so a step costs what the few allowed
+tokens cost, not the 49k of the vocabulary.
+
+Guidance only removes tokens that cannot end in a real path, so wherever the greedy call's path was
+already real the guided output is the greedy output, token for token (a test checks it). `processor`
+has mlx-lm's logits-processor signature, so the same guard works with `mlx_lm.generate`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from . import tools
+
+END = ""  # the key marking a complete path in a trie node
+FREE = "free"  # the value is closed: no constraint on what follows
+# Before the value: the key's closing quote, optional spaces, a colon, optional spaces, the opening quote.
+KEY_QUOTE, COLON, OPEN, VALUE = "key-quote", "colon", "open", "value"
+NAME = re.compile(r'"name"\s*:\s*"(grep|read)"')
+
+
+def folders_under(roots) -> dict[str, Path]:
+    """The repository folders under the repos roots, by name (the first root holding a name wins)."""
+    folders: dict[str, Path] = {}
+    for root in map(Path, roots):
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            folders.setdefault(folder.name, folder)
+    return folders
+
+
+def workspace_paths(folders: dict[str, Path]) -> dict[str, set[str]]:
+    """{"read": text files, "grep": text files and folders} of each workspace folder, as paths starting
+    with the folder's name (hidden files and folders left out, symlinks not followed)."""
+    files, folders_seen = set(), set()
+    for name, top in folders.items():
+        for here, dirs, names in os.walk(top):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            relative = Path(name, Path(here).relative_to(top)).as_posix()
+            folders_seen.update((relative, relative + "/"))
+            files.update(f"{relative}/{n}" for n in names
+                         if not n.startswith(".") and not os.path.islink(Path(here) / n)
+                         and tools.is_text_file(Path(here) / n))
+    return {"read": set(filter(_plain, files)), "grep": set(filter(_plain, files | folders_seen))}
+
+
+def _plain(path: str) -> bool:
+    """A path JSON writes as it is (no escapes), so its characters are the tokens' characters."""
+    return '"' not in path and "\\" not in path and path.isprintable()
+
+
+def build_trie(words) -> dict:
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[END] = True
+    return trie
+
+
+class _VocabNode:
+    __slots__ = ("children", "ids", "_under")
+
+    def __init__(self):
+        self.children: dict[str, _VocabNode] = {}
+        self.ids: list[int] = []  # tokens whose text ends here
+        self._under: list[int] | None = None
+
+    def under(self) -> list[int]:
+        """Every token at or below this node (memoized)."""
+        if self._under is None:
+            self._under = [*self.ids, *(i for child in self.children.values() for i in child.under())]
+        return self._under
+
+
+def vocabulary_trie(tokenizer) -> _VocabNode:
+    """The tokens' texts in a trie; special tokens and partial UTF-8 pieces are never path text."""
+    root = _VocabNode()
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for token_id in range(len(tokenizer.get_vocab())):
+        text = tokenizer.decode([token_id])
+        if token_id in special or not text or "\ufffd" in text:
+            continue
+        node = root
+        for ch in text:
+            node = node.children.setdefault(ch, _VocabNode())
+        node.ids.append(token_id)
+    return root
+
+
+class PathGuard:
+    """The constraint for one workspace and tokenizer: `allowed(text)` gives the token ids allowed next
+    after the generated `text` (None: no constraint here), `processor` masks logits accordingly."""
+
+    def __init__(self, tokenizer, folders: dict[str, Path], vocab: _VocabNode | None = None):
+        self.tokenizer = tokenizer
+        paths = workspace_paths(folders)
+        self.tries = {tool: build_trie(words) for tool, words in paths.items()}
+        self.vocab = vocab if vocab is not None else vocabulary_trie(tokenizer)
+        self.size = len(tokenizer.get_vocab())
+
+    def state(self, text: str):
+        """Where the call's text stands, (phase, path-trie node), while its path is being written; else None."""
+        start = text.rfind("<tool_call>")
+        body = text[start:] if start >= 0 else text
+        if start < 0 and not body.lstrip().startswith("{"):
+            return None  # prose, not a call
+        key = body.rfind('"path')
+        if key < 0:
+            return None
+        name = NAME.search(body)
+        state = (KEY_QUOTE, self.tries[name.group(1) if name else "grep"])
+        for ch in body[key + len('"path'):]:
+            state = step(state, ch)
+            if state is None or state == FREE:
+                return None
+        return state
+
+    def allowed(self, text: str) -> list[int] | None:
+        state = self.state(text)
+        if state is None:
+            return None
+        out, stack = [], [(state, self.vocab)]
+        while stack:
+            here, node = stack.pop()
+            for ch, child in node.children.items():
+                nxt = step(here, ch)
+                if nxt is None:
+                    continue
+                if nxt == FREE:
+                    out.extend(child.under())
+                    continue
+                out.extend(child.ids)
+                stack.append((nxt, child))
+        return out
+
+    def accepts(self, tokens: list[int]) -> bool:
+        """Whether guided decoding would have let every one of these generated tokens through."""
+        for index, token in enumerate(tokens):
+            allowed = self.allowed(self.tokenizer.decode(tokens[:index]))
+            if allowed and token not in allowed:
+                return False
+        return True
+
+    def processor(self, prompt_length: int = 0):
+        """An mlx-lm logits processor (tokens, logits) -> logits: tokens after `prompt_length` are the
+        generated text; disallowed tokens get -inf."""
+        import mlx.core as mx
+        import numpy as np
+
+        def process(tokens, logits):
+            generated = tokens[prompt_length:]
+            ids = generated.tolist() if hasattr(generated, "tolist") else list(generated)
+            allowed = self.allowed(self.tokenizer.decode(ids))
+            if not allowed:
+                return logits
+            mask = np.full(logits.shape[-1], -np.inf, dtype=np.float32)
+            mask[np.array(allowed)] = 0.0
+            return logits + mx.array(mask)
+
+        return process
+
+
+def step(state, ch: str):
+    """The state after one more character, None when no real path can follow."""
+    if state == FREE:
+        return FREE
+    phase, node = state
+    if phase == KEY_QUOTE:
+        return (COLON, node) if ch == '"' else None
+    if phase == COLON:
+        return (OPEN, node) if ch == ":" else state if ch == " " else None
+    if phase == OPEN:
+        return (VALUE, node) if ch == '"' else state if ch == " " else None
+    if ch == '"':  # in the value, at trie node `node`
+        return FREE if END in node else None
+    child = node.get(ch)
+    return None if child is None else (VALUE, child)
