@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark bench-training doctor test clean-data
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark bench-training ask doctor test clean-data
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -138,6 +138,15 @@ phase7: adapters_phase7/training_record.json phase5 phase6 fused benchmark ## th
 
 bench-training: $(PHASE7_DATA) $(MODEL_STAMP) ## training speed, stock mlx[cpu] vs OpenBLAS vs project path, same 20 steps, and a step profile (~30 min)
 	$(PY) -m scripts.bench_training --model $(MODEL) --profile
+
+# Ask the trained model about your own code: REPO=folder (or "a b"), Q="question" (none: a prompt loop),
+# ADAPTER=adapters_phase6 (default adapters_phase7; none: the base alone), MODEL=... (default the base),
+# GUIDED=1: a call's path can only be a real path of REPO.
+ADAPTER ?= adapters_phase7
+ask: $(VENV_STAMP) ## one question about your code: REPO=path [Q="..."] [ADAPTER=...] [MODEL=...] [GUIDED=1]
+	@test -n "$(REPO)" || { echo "usage: make ask REPO=path/to/code [Q=\"question\"]"; exit 2; }
+	$(PY) -m scripts.ask $(REPO) --model $(MODEL) --adapter $(ADAPTER) $(if $(GUIDED),--guided) \
+		$(if $(Q),-q '$(subst ','"'"',$(Q))')
 
 doctor: $(VENV_STAMP) ## device, BLAS in use, measured GFLOP/s, model in use
 	$(PY) -m scripts.doctor --model $(MODEL)

@@ -1,0 +1,153 @@
+"""`make ask`: a trained model pointed at your own code. One question, one routing decision, one tool
+call run for real inside your folders, and the tool's result (it does not yet read the result and answer
+from it). With guided decoding a call's path can only be one that exists in those folders.
+
+The workspace is one or several folders; the model sees their map (tooltrain.workspace) exactly as in
+training and the benchmark, and a call's path must start with one of those folders. Each call runs with
+the project's confined tools rooted at that folder, so nothing outside it is read. The model is loaded
+once and what every question shares (system prompt, tools, map) is prefilled once, as in the benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import tools, workspace
+from .scoring import read_output
+
+MAX_QUESTION_CHARS = 4000  # a question longer than this is not a question (and would crowd the context)
+GREP_SHOWN, GREP_COUNTED = 20, 1000
+READ_LINES = 20
+
+
+class AskError(ValueError):
+    """Input `ask` cannot work with: a missing or empty folder, an overlong or binary question."""
+
+
+class Workspace:
+    """The folders a question is about, each under its own name; every tool call is confined to one of them."""
+
+    def __init__(self, folders: list[Path]):
+        if not folders:
+            raise AskError("give at least one folder (REPO=path/to/code)")
+        self.folders: dict[str, Path] = {}
+        for folder in map(Path, folders):
+            if not folder.is_dir():
+                raise AskError(f"{folder}: no such folder")
+            if folder.resolve().name in self.folders:
+                raise AskError(f"{folder}: two workspace folders are both named {folder.resolve().name!r}")
+            if not any(tools.is_text_file(p) for p in _files(folder)):
+                raise AskError(f"{folder}: holds no text files the tools can read")
+            self.folders[folder.resolve().name] = folder.resolve()
+        self.layouts = [workspace.scan_repo(path.parent, name) for name, path in self.folders.items()]
+
+    def map_text(self) -> str:
+        return workspace.render_map(self.layouts)
+
+    def _locate(self, path) -> tuple[str, Path, str]:
+        """(folder name, its real path, the rest of `path`); a ToolError unless `path` starts with a folder."""
+        if not isinstance(path, str) or not path.strip():
+            raise tools.ToolError("path must be a non-empty string")
+        head, _, rest = path.strip().strip("/").partition("/")
+        if head not in self.folders:
+            raise tools.ToolError(f"path must start with a workspace folder ({', '.join(self.folders)}): {path!r}")
+        return head, self.folders[head], rest or "."
+
+    def run(self, call: dict | None) -> dict:
+        """The result of one tool call: grep hits (capped, with the total) or the start of a file; or an error."""
+        if call is None:
+            return {"error": "the tool call could not be read"}
+        name, arguments = call.get("name"), call.get("arguments") or {}
+        try:
+            head, root, rest = self._locate(arguments.get("path"))
+            if name == "grep":
+                hits = tools.grep(root, arguments.get("pattern"), rest, max_hits=GREP_COUNTED)
+                return {"hits": [{"path": f"{head}/{h.path}", "line": h.line, "text": h.text.strip()}
+                                 for h in hits[:GREP_SHOWN]],
+                        "total": len(hits), "more": len(hits) >= GREP_COUNTED}
+            if name == "read":
+                text = tools.read(root, rest)
+                return {"path": f"{head}/{rest}", "bytes": len(text.encode()), "lines": text.count("\n") + 1,
+                        "head": text.splitlines()[:READ_LINES]}
+            return {"error": f"no such tool: {name!r}"}
+        except tools.ToolError as err:
+            return {"error": str(err)}
+
+
+def _files(folder: Path):
+    for path in folder.rglob("*"):
+        if not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            yield path
+
+
+def check_question(question: str) -> str:
+    question = question.strip()
+    if not question:
+        raise AskError("empty question")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise AskError(f"question too long ({len(question)} characters; at most {MAX_QUESTION_CHARS})")
+    if "\x00" in question or any("\udc80" <= ch <= "\udcff" for ch in question):
+        raise AskError("the question is not UTF-8 text (binary input?)")
+    return question
+
+
+@dataclass
+class Answer:
+    question: str
+    decision: str
+    call: dict | None
+    raw: str
+    result: dict | None
+    timings: dict
+
+    def record(self) -> dict:
+        return {"question": self.question, "decision": self.decision, "call": self.call, "raw": self.raw,
+                "result": self.result, "timings": self.timings}
+
+    def text(self) -> str:
+        if self.decision == "direct":
+            lines = [self.raw.strip()]
+        else:
+            lines = [f"call: {self.raw.strip()}"]
+            result = self.result or {}
+            if "error" in result:
+                lines.append(f"error: {result['error']}")
+            elif "hits" in result:
+                total = f"{result['total']}{'+' if result['more'] else ''}"
+                lines.append(f"{total} matching lines" + (f" (first {len(result['hits'])})"
+                                                          if result["total"] > len(result["hits"]) else ""))
+                lines += [f"{h['path']}:{h['line']}: {h['text']}" for h in result["hits"]]
+            else:
+                lines.append(f"{result['path']} ({result['bytes']} bytes, {result['lines']} lines)")
+                lines += [f"  {line}" for line in result["head"]]
+        t = self.timings
+        lines.append(f"[decided in {t['decision_s']:.2f} s, result in {t['total_s']:.2f} s]")
+        return "\n".join(lines)
+
+
+class Assistant:
+    """A loaded model and a workspace: `ask(question)` decides, runs the call, returns the Answer. With
+    `guided`, a call's path can only be a real path of the workspace (tooltrain.guided)."""
+
+    def __init__(self, model, tokenizer, ws: Workspace, max_tokens: int = 256, guided: bool = False):
+        from .decoding import Decider, context_messages
+        from .guided import PathGuard
+
+        self.workspace = ws
+        guard = PathGuard(tokenizer, ws.folders) if guided else None
+        self.decider = Decider(model, tokenizer, context_messages(ws.map_text()), max_tokens=max_tokens,
+                               max_answer_tokens=None, guard=guard)
+
+    def ask(self, question: str) -> Answer:
+        question = check_question(question)
+        started = time.perf_counter()
+        out = self.decider.decide(question)
+        reading = read_output(out["raw"])
+        result = self.workspace.run(reading.tool_call) if reading.decision in ("grep", "read") else None
+        if reading.decision == "invalid":
+            result = {"error": "the model called no known tool"}
+        timings = {"decision_s": round(out["time_to_decision_s"], 3), "generation_s": round(out["gen_time_s"], 3),
+                   "total_s": round(time.perf_counter() - started, 3)}
+        return Answer(question, reading.decision, reading.tool_call, out["raw"], result, timings)
