@@ -42,12 +42,12 @@ def main(argv=None) -> int:
     from tooltrain.benchmark import ModelSpec, load_model
     from tooltrain.train import reexec_with_optimized_blas
 
-    reexec_with_optimized_blas()
     try:
-        ws = Workspace(args.folders)
+        ws = Workspace(args.folders)  # before anything slow: a bad folder fails at once
     except AskError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    reexec_with_optimized_blas()
     adapter = None if args.adapter == "none" else args.adapter
     try:
         model, tokenizer, loaded = load_model(ModelSpec("ask", args.model, adapter))

@@ -1,6 +1,7 @@
 """`ask`: the workspace's confined tool runs, bad input, and the real script on a fixture repository."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 from tests.fixture_repos import make_repos
 from tests.training_runs import ROOT
 from tooltrain.ask import AskError, Workspace, check_question
+from tooltrain.guided import workspace_paths
 
 
 @pytest.fixture
@@ -64,7 +66,9 @@ def test_ask_one_shot_json_and_interactive_on_the_real_model(float32_base, train
     one = run_ask(*common, "-q", "Where is the HingePart class defined in gadgets?")
     assert one.returncode == 0, one.stderr.decode()[-2000:]
     assert one.stdout.decode().strip().splitlines()[-1].startswith("[decided in ")
-    record = json.loads(run_ask(*common, "--json", "-q", "What is a decorator?").stdout)
+    shot = run_ask(*common, "--json", "-q", "What is a decorator?")
+    assert shot.returncode == 0, shot.stderr.decode()[-2000:]
+    record = json.loads(shot.stdout)
     assert set(record) == {"question", "decision", "call", "raw", "result", "timings"}
     assert record["decision"] in ("grep", "read", "direct", "invalid")
     assert (record["result"] is None) == (record["decision"] == "direct")
@@ -77,9 +81,12 @@ def test_ask_one_shot_json_and_interactive_on_the_real_model(float32_base, train
     assert records[1]["timings"]["total_s"] > 0
     guided = [json.loads(line) for line in run_ask(*common, "--json", "--guided", stdin=b"Open the README of gadgets.\n"
                                                    b"Show me the hinge module of gadgets.\n").stdout.splitlines()]
-    for record in guided:  # a guided call's path is real: a read opens a file, a grep searches something there
-        if record["decision"] in ("grep", "read"):
-            assert "error" not in record["result"] or "regular expression" in record["result"]["error"], record
+    real = workspace_paths({"gadgets": repos / "gadgets"})["grep"]
+    assert len(guided) == 2
+    for record in guided:  # every path a guided call writes is real, and a readable call runs without error
+        assert set(re.findall(r'"path": "([^"]*)"', record["raw"])) <= real, record["raw"]
+        if record["call"] is not None and record["decision"] == "read":
+            assert "error" not in record["result"], record
 
 
 @pytest.mark.slow
@@ -87,4 +94,5 @@ def test_ask_fails_in_one_line_on_a_missing_folder_or_adapter(float32_base, repo
     missing = run_ask(tmp_path / "nowhere", "--model", float32_base, "-q", "hi")
     assert missing.returncode == 2 and missing.stderr.decode().strip() == f"error: {tmp_path / 'nowhere'}: no such folder"
     no_adapter = run_ask(repos / "gadgets", "--model", float32_base, "--adapter", tmp_path / "no-adapter", "-q", "hi")
-    assert no_adapter.returncode == 2 and "could not load the model" in no_adapter.stderr.decode()
+    assert no_adapter.returncode == 2
+    assert no_adapter.stderr.decode().strip().splitlines()[-1].startswith("error: could not load the model: ")

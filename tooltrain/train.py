@@ -469,7 +469,7 @@ def reexec_with_optimized_blas() -> None:
     from .blas import optimized_env
 
     plan = optimized_env()
-    print(f"blas: {plan.reason}", flush=True)
+    print(f"blas: {plan.reason}", file=sys.stderr, flush=True)  # a note, not output: stdout stays clean for --json
     env = {**os.environ, **plan.vars, REEXEC_MARK: "1"}
     if plan.optimized:
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
