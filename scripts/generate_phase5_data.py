@@ -20,11 +20,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Three small sources (19 library files) must give 134 grep rows: a looser cap than 19.2's.
     cli.add_common(parser, {"grep": 134, "read": 60, "direct": 50}, per_file_cap=12)
-    parser.add_argument("--curated-direct", type=int, default=40, help="curated direct examples (default 40)")
-    parser.add_argument("--valid", type=int, default=24, help="rows in valid (default 24)")
+    parser.add_argument("--curated-direct", type=cli.count, default=40, help="curated direct examples (default 40)")
+    parser.add_argument("--valid", type=cli.count, default=24, help="rows in valid (default 24)")
     parser.add_argument("--examples-out", type=Path, default=paths.PHASE5_EXAMPLES)
     parser.add_argument("--out", type=Path, default=paths.PHASE5_FORMAT)
     args = parser.parse_args()
+    cli.check_curated(args)
     # The curated list is read from its end here, so Phase 5 and 19.2 never share a curated row.
     rows = build_repo_examples(args.repos_root, args.examples_out, cli.repo_names(args.manifest, "phase5"),
                                {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,

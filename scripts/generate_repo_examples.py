@@ -24,12 +24,13 @@ from tooltrain.pipeline import build_repo_examples
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_common(parser, {"grep": 300, "read": 150, "direct": 100})
-    parser.add_argument("--curated-direct", type=int, default=75,
+    parser.add_argument("--curated-direct", type=cli.count, default=75,
                         help="how many direct examples are hand-written (default 75; the rest are docstrings)")
     parser.add_argument("--role", default="train", help="manifest role of the source repos (default train)")
     parser.add_argument("--out", type=Path, default=paths.REPO_EXAMPLES, help="output folder")
-    parser.add_argument("--workers", type=int, default=None, help="parser processes (default: all cores)")
+    parser.add_argument("--workers", type=cli.positive, default=None, help="parser processes (default: all cores)")
     args = parser.parse_args()
+    cli.check_curated(args)
     rows = build_repo_examples(args.repos_root, args.out, cli.repo_names(args.manifest, args.role),
                                {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,
                                args.curated_direct, title="Repository examples (19.2)", workers=args.workers,

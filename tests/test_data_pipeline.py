@@ -147,6 +147,19 @@ def test_asking_for_too_many_says_what_is_available(built, tmp_path):
     assert not (tmp_path / "training_examples.jsonl").exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--grep", "-5"], "argument --grep: must be 0 or more, not -5"),
+    (["--per-file-cap", "0"], "argument --per-file-cap: must be 1 or more, not 0"),
+    (["--direct", "10", "--curated-direct", "20"], "--curated-direct 20 is more than --direct 10"),
+])
+def test_counts_that_make_no_sense_are_refused_before_anything_is_written(args, message, tmp_path):
+    manifest = make_repos(tmp_path / "repos")
+    proc = run_script("generate_repo_examples", "--repos-root", tmp_path / "repos", "--manifest", manifest,
+                      "--out", tmp_path / "out", *args, check=False)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_malformed_merge_input_names_file_and_line(built, tmp_path):
     data = tmp_path / "data"
     for folder in ("phase5_examples", "phase5_format", "repos_examples"):

@@ -13,7 +13,7 @@ import pytest
 from tests.training_runs import ROOT, make_run, rows, train
 from tooltrain.io import write_jsonl
 from tooltrain.tools import TOOLS
-from tooltrain.train import RECORD_FILE, TrainingInputError, check_data
+from tooltrain.train import RECORD_FILE, TrainingInputError, check_data, load_config
 
 
 @pytest.mark.slow
@@ -95,6 +95,17 @@ def test_bad_training_input_is_named(tmp_path):
     (tmp_path / "train.jsonl").write_text('{"messages": []}\n{"text": "x"}\n')
     with pytest.raises(TrainingInputError, match="row 2 has no 'messages'"):
         check_data(tmp_path, 1)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"iters": -3}, "iters must be a positive whole number, not -3"),
+    ({"batch_size": 0}, "batch_size must be a positive whole number, not 0"),
+    ({"learning_rate": -1e-4}, "learning_rate must be a number between 0 and 1, not -0.0001"),
+])
+def test_training_settings_that_make_no_sense_are_refused(override, message, tmp_path):
+    config = make_run(tmp_path, tmp_path / "no-such-model", iters=2, save_every=2)
+    with pytest.raises(TrainingInputError, match=message):
+        load_config(config, **override)
 
 
 def test_missing_model_is_a_clear_error(tmp_path):

@@ -304,7 +304,6 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
     import mlx.core as mx
 
     from .guided import PathGuard, folders_under, vocabulary_trie
-
     from .io import write_jsonl
     from .scoring import EvalFileError, load_cases
 

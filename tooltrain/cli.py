@@ -9,13 +9,35 @@ from . import paths, repos
 from .generate import RowOptions
 
 
+def count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (`--grep -5` is refused, not a data set without grep rows)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def check_curated(args: argparse.Namespace) -> None:
+    """Hand-written direct rows are a part of the direct rows, never more."""
+    if args.curated_direct > args.direct:
+        raise ValueError(f"--curated-direct {args.curated_direct} is more than --direct {args.direct}")
+
+
 def add_common(parser: argparse.ArgumentParser, counts: dict[str, int] | None = None, per_file_cap: int = 4) -> None:
     parser.add_argument("--seed", type=int, default=0, help="one seed for all randomness (default 0)")
     parser.add_argument("--repos-root", type=Path, default=paths.REPOS_ROOT, help="where the repositories are")
     parser.add_argument("--manifest", type=Path, default=paths.REPO_MANIFEST, help="pinned repo manifest")
     for label, default in (counts or {}).items():
-        parser.add_argument(f"--{label}", type=int, default=default, help=f"{label} examples (default {default})")
-    parser.add_argument("--per-file-cap", type=int, default=per_file_cap,
+        parser.add_argument(f"--{label}", type=count, default=default, help=f"{label} examples (default {default})")
+    parser.add_argument("--per-file-cap", type=positive, default=per_file_cap,
                         help=f"at most this many rows about one source file (default {per_file_cap})")
     parser.add_argument("--no-map", action="store_true",
                         help="rows without the workspace map (and so without renamed folders): the ablation")

@@ -59,6 +59,15 @@ def load_config(path: Path, **overrides) -> types.SimpleNamespace:
         config = yaml.load(f, yaml_loader) or {}
     merged = {**CONFIG_DEFAULTS, **config, **{k: v for k, v in overrides.items() if v is not None}}
     merged["config"] = str(path)
+    for key in ("iters", "batch_size", "steps_per_eval", "save_every", "val_batches"):
+        value = merged.get(key)
+        if key == "val_batches" and value == -1:  # mlx-lm's "all of them"
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TrainingInputError(f"{path}: {key} must be a positive whole number, not {value!r}")
+    rate = merged.get("learning_rate")
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate < 1:
+        raise TrainingInputError(f"{path}: learning_rate must be a number between 0 and 1, not {rate!r}")
     return types.SimpleNamespace(**merged)
 
 
