@@ -118,7 +118,7 @@ def _guided_lines(guided: dict, raw: dict, models: list[dict]) -> list[str]:
         r, g = raw[name], guided[name]
         versus, cost = g.get("vs_raw") or {}, g.get("overhead") or {}
         p = versus.get("success", {}).get("p")
-        rows.append([name, f"{_rate(r, 'success')} -> {_rate(g, 'success')}", "-" if p is None else f"{p:.3f}",
+        rows.append([name, f"{_rate(r, 'success')} -> {_rate(g, 'success')}", "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}",
                      f"{_pct(r.get('grep_hit_rate'))} -> {_rate(g, 'grep_hit_rate')}",
                      f"{_pct(r.get('read_valid_rate'))} -> {_rate(g, 'read_valid_rate')}", str(g["rerun"]),
                      "-" if not cost.get("ratio") else f"{cost['ratio']:.2f}x ({cost['questions']} q)"])
