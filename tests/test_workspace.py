@@ -105,6 +105,22 @@ def test_rows_follow_the_map_and_questions_never_name_the_folder(root, candidate
         assert {"alias", "swapped-layout"} <= set(row["source"]["traits"])
 
 
+def test_a_hand_written_direct_row_shows_the_library_it_names(root):
+    """A direct answer about a library in the workspace shows that library in its map, as a tool row
+    shows its own repository: the library being in the map must not be the cue to search it."""
+    draw = Draw(random.Random(5), root, RowOptions(per_file_cap=100))
+    for question, shown in [("Why would Gadgets register a hinge twice?", "gadgets"),
+                            ("What is a bolt in bolts' vocabulary?", "bolts")]:
+        cand = Candidate("direct", "library_concept", None, question, {"question": question},
+                         {"repo": None, "path": "x", "symbol": "x", "line": None}, answer="An answer.")
+        for _ in range(5):  # shown under its own folder name or an alias, like a tool row's repository
+            row = draw.curated([cand])[0]
+            folder = (row["source"]["view"] or {}).get("folder", shown)
+            assert f"- {folder}/" in row["messages"][1]["content"], row["messages"][1]["content"]
+    assert draw.named_layout("What is a Python decorator?") is None
+    assert draw.named_layout("How do gadgets-extra plugins load?") is None  # another project's name
+
+
 def test_paraphrased_questions_do_not_contain_the_identifier(root):
     cand = Candidate("grep", "class_def", "gadgets", "gadgets.hinge.HingePart",
                      {"Repo": ["gadgets"], "name": "HingePart", "words": "hinge part"},

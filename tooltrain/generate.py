@@ -513,7 +513,7 @@ class Draw:
         options, call, view = self.options, cand.call, None
         messages = [{"role": "system", "content": tools.SYSTEM_PROMPT}]
         if options.with_map:
-            layout = self.layouts.get(cand.repo) if cand.repo else None
+            layout = self.layouts.get(cand.repo) if cand.repo else self.named_layout(question)
             if layout:  # a full path in the question is the workspace's path: the repository is shown as it is
                 full = "path:full" in traits
                 view = self.view(layout, 0.0 if full else options.alias_rate, 0.0 if full else options.swap_rate)
@@ -536,6 +536,15 @@ class Draw:
                   "view": None if view is None or view.identity else {"folder": view.folder, "swap_src": view.swap_src}}
         return {"id": f"{base}/{n}", "label": cand.label, "domain": cand.domain, "source": source,
                 "messages": messages, "tools": tools.TOOLS}
+
+    def named_layout(self, question: str) -> workspace.RepoLayout | None:
+        """The repository a hand-written question names ("How does FastAPI's `Depends` work?"), if it is in this
+        workspace: shown in the map like a tool row's own, so a library in the map is no cue to search it."""
+        for folder, layout in sorted(self.layouts.items()):
+            names = {folder, *templates.spellings(folder)}
+            if any(re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", question, re.IGNORECASE) for name in names):
+                return layout
+        return None
 
     def curated(self, cands: list[Candidate]) -> list[dict]:
         """Hand-written rows: no verification, no cap; their questions still count as seen."""
