@@ -105,7 +105,6 @@ class PathGuard:
         paths = workspace_paths(folders)
         self.tries = {tool: build_trie(words) for tool, words in paths.items()}
         self.vocab = vocab if vocab is not None else vocabulary_trie(tokenizer)
-        self.size = len(tokenizer.get_vocab())
 
     def state(self, text: str):
         """Where the call's text stands, (phase, path-trie node), while its path is being written; else None."""
@@ -125,6 +124,7 @@ class PathGuard:
         return state
 
     def allowed(self, text: str) -> list[int] | None:
+        """The token ids that may follow `text` (None: any); a token passes if each of its characters does."""
         state = self.state(text)
         if state is None:
             return None
