@@ -118,7 +118,7 @@ HOLDOUT_REPOS := data/holdout_repos/manifest.json
 IN_DIST_EVAL := data/eval/phase7_valid.jsonl
 BENCH_LOG := benchmark_all_phases.log
 BENCH_CODE := benchmark_phase5_vs_base.py tooltrain/benchmark.py tooltrain/scoring.py tooltrain/report.py \
-	tooltrain/tools.py tooltrain/decoding.py tooltrain/stats.py tooltrain/workspace.py
+	tooltrain/tools.py tooltrain/decoding.py tooltrain/stats.py tooltrain/workspace.py tooltrain/guided.py
 
 $(EVAL_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
 	$(PY) -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos
