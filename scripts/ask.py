@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from tooltrain import paths
+from tooltrain import modelprep, paths
 from tooltrain.ask import AskError, Assistant, Workspace
 
 
@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, metavar="REPO", help="the folder(s) to ask about")
     parser.add_argument("-q", "--question", help="one question (default: ask in a loop, reading stdin)")
-    parser.add_argument("--model", default=str(paths.MODELS / "smollm2-135m-instruct"), help="base model")
+    parser.add_argument("--model", default=str(modelprep.DEFAULT_DIR), help="base model (default the embedded one)")
     parser.add_argument("--adapter", default=str(paths.PROJECT_ROOT / "adapters_phase7"),
                         help="LoRA adapter folder (default adapters_phase7); 'none' for the model alone")
     parser.add_argument("--json", action="store_true", help="one JSON record per question")

@@ -36,11 +36,12 @@ class Workspace:
         for folder in map(Path, folders):
             if not folder.is_dir():
                 raise AskError(f"{folder}: no such folder")
-            if folder.resolve().name in self.folders:
-                raise AskError(f"{folder}: two workspace folders are both named {folder.resolve().name!r}")
+            real = folder.resolve()
+            if real.name in self.folders:
+                raise AskError(f"{folder}: two workspace folders are both named {real.name!r}")
             if not any(tools.is_text_file(p) for p in _files(folder)):
                 raise AskError(f"{folder}: holds no text files the tools can read")
-            self.folders[folder.resolve().name] = folder.resolve()
+            self.folders[real.name] = real
         self.layouts = [workspace.scan_repo(path.parent, name) for name, path in self.folders.items()]
 
     def map_text(self) -> str:
