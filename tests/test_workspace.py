@@ -92,7 +92,7 @@ def test_targets_are_the_repositories_own_code(candidates):
 
 
 def test_rows_follow_the_map_and_questions_never_name_the_folder(root, candidates):
-    draw = Draw(random.Random(3), root, RowOptions(alias_rate=1.0, swap_rate=1.0, per_file_cap=100))
+    draw = Draw(random.Random(3), root, RowOptions(alias_rate=1.0, swap_rate=1.0, rename_rate=0.0, per_file_cap=100))
     rows = [row for cand in candidates if (row := draw.take(cand)) is not None][:40]
     assert len(rows) == 40
     for row in rows:
@@ -103,6 +103,25 @@ def test_rows_follow_the_map_and_questions_never_name_the_folder(root, candidate
         assert view["folder"] not in row["messages"][2]["content"]
         assert real_arguments(row, root)["path"].split("/")[0] == "gadgets"
         assert {"alias", "swapped-layout"} <= set(row["source"]["traits"])
+
+
+def test_a_renamed_checkout_is_named_by_the_question_and_copied_into_the_call(root, candidates):
+    """A checkout with an invented name: the question names it, the map shows it, the call's path starts
+    with it and maps back to the real tree; a full path (which would give the real folder) is never asked."""
+    draw = Draw(random.Random(4), root, RowOptions(rename_rate=1.0, per_file_cap=100))
+    rows = [row for cand in candidates if cand.call and (row := draw.take(cand)) is not None][:40]
+    assert len(rows) == 40
+    named = 0
+    for row in rows:
+        folder = row["source"]["view"]["folder"]
+        assert folder not in draw.layouts and f"- {folder}/" in row["messages"][1]["content"]
+        assert row["messages"][-1]["tool_calls"][0]["function"]["arguments"]["path"].split("/")[0] == folder
+        assert real_arguments(row, root)["path"].split("/")[0] == "gadgets"
+        assert "path:full" not in row["source"]["traits"]
+        if "renamed" in row["source"]["traits"]:
+            named += 1
+            assert folder in row["messages"][2]["content"]
+    assert named >= 10
 
 
 def test_a_hand_written_direct_row_shows_the_library_it_names(root):

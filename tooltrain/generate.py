@@ -25,7 +25,7 @@ import re
 import string
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import cycle
 from pathlib import Path
 
@@ -74,13 +74,17 @@ class RowOptions:
     alias_rate: float = 0.4  # the row's own repository under another folder name (never when the question
     swap_rate: float = 0.15  # gives a full path) ... with the other package layout (src/ vs flat)
     generic_share: float = 0.35  # of the other names, a generic one ("backend/", "lib/") unrelated to the project
+    invented_share: float = 0.25  # ... an invented one ("quorvane-api/") no model has seen
+    rename_rate: float = 0.2  # a tool row's repository is a checkout with an invented name, and the question
+    # names the checkout by it ("In quorvane-api, where is ...?"), as people name their own projects
     other_alias_rate: float = 0.3  # the map's other repositories
     words_rate: float = 0.35  # a definition asked for in words, not by its identifier
     style_rate: float = 0.2  # lowercase start; no final question mark (each)
     per_file_cap: int = 4  # grep (read) rows about one file, so a small repository's few files are not drilled
-    # how many other repositories the map shows: (count, weight percent). Mostly few (each line costs every
-    # training step ~20 tokens), sometimes many: the eval workspaces have 4 and 13.
-    others: tuple = ((0, 40), (1, 30), (2, 15), (3, 8), (5, 4), (12, 3))
+    # how many other repositories the map shows: (count, weight percent). Mostly a few (each line costs every
+    # training step ~20 tokens), sometimes many: the eval workspaces have 4 and 13. With fewer (40% alone)
+    # the model copied the only line and did not learn to pick the asked-for one out of four.
+    others: tuple = ((0, 15), (1, 25), (2, 25), (3, 20), (5, 10), (12, 5))
 
 
 @dataclass
@@ -397,18 +401,22 @@ def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(keys, [weights[k] for k in keys])[0]
 
 
-def render(cand: Candidate, rng: random.Random, options: RowOptions) -> tuple[str, str, list[str]]:
-    """The question text, its shape id and its traits (how it is phrased)."""
+def render(cand: Candidate, rng: random.Random, options: RowOptions,
+           renamed: str | None = None) -> tuple[str, str, list[str]]:
+    """The question text, its shape id and its traits (how it is phrased); `renamed`, the checkout's invented
+    name, is how the question names the repository (never with a full path, which would give the real one)."""
     if "question" in cand.fields:
         return cand.fields["question"], f"{cand.intent}/0", []
     fields, traits = dict(cand.fields), list(cand.traits)
     if "forms" in fields:  # a read question: first how the user points at the file
-        forms = fields.pop("forms")
+        forms = {k: v for k, v in fields.pop("forms").items() if not (renamed and k == "full")}
         form = _weighted(rng, {k: w for k, w in PATH_FORM_WEIGHTS.items() if k in forms})
         traits.append(f"path:{form}")
         fields["module" if form == "module" else "path"] = forms[form]
         if form != "full":
             fields["Repo"] = templates.spellings(cand.repo)
+    if renamed and "Repo" in fields:
+        fields["Repo"] = renamed
     fields = {k: (rng.choice(v) if rng.random() < 0.5 else v[0]) if isinstance(v, list) else v for k, v in fields.items()}
     words = "words" in fields and cand.intent in templates.GREP_WORDS and rng.random() < options.words_rate
     if cand.label == "grep":
@@ -432,7 +440,9 @@ def render(cand: Candidate, rng: random.Random, options: RowOptions) -> tuple[st
         traits.append("repo-first")
     if "{Repo}'s" in shape:
         traits.append("possessive")
-    if fields.get("Repo") and fields["Repo"] != templates.spellings(cand.repo)[0]:
+    if renamed and "{Repo}" in shape:
+        traits.append("renamed")
+    elif fields.get("Repo") and fields["Repo"] != templates.spellings(cand.repo)[0]:
         traits.append("other-spelling")
     if rng.random() < options.style_rate and shape[0].isupper():
         question = question[0].lower() + question[1:]
@@ -470,7 +480,9 @@ class Draw:
         if path and self.per_file[cand.label, path] >= self.options.per_file_cap:
             self.dropped["file_cap"] += 1
             return None
-        question, shape, traits = render(cand, self.rng, self.options)
+        renamed = self.invented_name() if cand.call and self.options.with_map \
+            and self.rng.random() < self.options.rename_rate else None
+        question, shape, traits = render(cand, self.rng, self.options, renamed)
         norm = normalise_question(question)
         if norm in self.seen:
             self.dropped["duplicate_question"] += 1
@@ -482,13 +494,22 @@ class Draw:
         self.seen.add(norm)
         if path:
             self.per_file[cand.label, path] += 1
-        return self.row(cand, question, shape, traits)
+        return self.row(cand, question, shape, traits, renamed)
+
+    def invented_name(self) -> str:
+        """An invented checkout name that is no repository's folder."""
+        while (name := workspace.invented_name(self.rng)) in self.layouts:
+            pass
+        return name
 
     def view(self, layout: workspace.RepoLayout, alias_rate: float, swap_rate: float) -> workspace.View:
         folder = layout.folder
         if self.rng.random() < alias_rate:
-            if self.rng.random() < self.options.generic_share and layout.packages:
+            kind = self.rng.random()
+            if kind < self.options.generic_share and layout.packages:
                 folder = self.rng.choice(workspace.GENERIC_FOLDERS)
+            elif kind < self.options.generic_share + self.options.invented_share:
+                folder = self.invented_name()
             else:
                 folder = self.rng.choice(workspace.aliases(layout.folder, self.versions.get(layout.folder)))
         swap = workspace.swappable(layout) and self.rng.random() < swap_rate
@@ -509,7 +530,7 @@ class Draw:
         self.rng.shuffle(shown)
         return shown
 
-    def row(self, cand: Candidate, question: str, shape: str, traits: list[str]) -> dict:
+    def row(self, cand: Candidate, question: str, shape: str, traits: list[str], renamed: str | None = None) -> dict:
         options, call, view = self.options, cand.call, None
         messages = [{"role": "system", "content": tools.SYSTEM_PROMPT}]
         if options.with_map:
@@ -517,6 +538,8 @@ class Draw:
             if layout:  # a full path in the question is the workspace's path: the repository is shown as it is
                 full = "path:full" in traits
                 view = self.view(layout, 0.0 if full else options.alias_rate, 0.0 if full else options.swap_rate)
+                if renamed:
+                    view = replace(view, folder=renamed)
                 traits = sorted({*traits, *(["alias"] if view.folder != layout.folder else []),
                                  *(["swapped-layout"] if view.swap_src else [])})
             shown = self.workspace_of(view)

@@ -156,6 +156,21 @@ def aliases(folder: str, version: str | None) -> list[str]:
     return [name for name in names if name != folder]
 
 
+# Syllables of invented project names: a user's own checkout ("quorvane", "tellibrix-api") is a name the model
+# cannot have seen, so the folder must be copied from the map, token by token.
+ONSETS = ("b", "br", "c", "d", "f", "fl", "g", "gr", "h", "j", "k", "l", "m", "n", "p", "pl", "qu", "r", "s", "st",
+          "t", "tr", "v", "w", "z")
+VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "io", "ou", "y")
+CODAS = ("", "", "", "n", "r", "l", "x", "s", "th", "ck", "m")
+SUFFIXES = ("", "", "", "", "-api", "-core", "-py", "_utils", "-service", "-lib", "2", "-tools", "_app")
+
+
+def invented_name(rng) -> str:
+    """A pronounceable project name that exists nowhere (2-3 syllables, sometimes a suffix)."""
+    stem = "".join(rng.choice(ONSETS) + rng.choice(VOWELS) + rng.choice(CODAS) for _ in range(rng.choice((2, 2, 3))))
+    return stem + rng.choice(SUFFIXES)
+
+
 def swappable(layout: RepoLayout) -> bool:
     """A layout whose packages can be shown the other way (all under src/, or all at the top)."""
     return bool(layout.packages) and len({p.startswith("src/") for p in layout.packages}) == 1
