@@ -4,7 +4,8 @@ always real, and wherever the greedy path was real already the guided output is 
 import pytest
 
 from tests.fixture_repos import make_repos
-from tooltrain.guided import END, FREE, KEY_QUOTE, build_trie, folders_under, step, workspace_paths
+from tooltrain.guided import (END, FREE, KEY_QUOTE, build_trie, folders_under, grep_finds, pattern_tokens, step,
+                              workspace_paths)
 
 
 @pytest.fixture
@@ -45,6 +46,35 @@ def test_the_constraint_follows_the_key_then_the_value_to_a_real_path():
     assert walk('": "gadgets/README', trie) is not None and END not in walk('": "gadgets/README', trie)[1]
     for wrong in ('": "gadget/', '": "gadgets/README.md/', '": "gadgets"', '" "gadgets', ': "gadgets'):
         assert walk(wrong, trie) is None, wrong
+
+
+def call(pattern: str, path: str = "gadgets") -> str:
+    return '<tool_call>\n{"name": "grep", "arguments": {"pattern": "%s", "path": "%s"}}\n</tool_call>' % (pattern, path)
+
+
+def test_a_search_is_retried_only_when_it_finds_nothing_or_does_not_compile(repos):
+    folders = folders_under([repos])
+    assert grep_finds(call("class HingeBase"), folders)
+    assert grep_finds("Decorators wrap functions.", folders)  # not a search: nothing to retry
+    assert grep_finds('<tool_call>\n{"name": "read", "arguments": {"path": "nowhere"}}\n</tool_call>', folders)
+    for broken in (call("class NoSuchThing"), call("class Hinge("), call("class HingeBase", "elsewhere"),
+                   call("class HingeBase", "../gadgets")):
+        assert not grep_finds(broken, folders), broken
+
+
+class Characters:
+    """A tokenizer with one token per character (token id = code point): positions are easy to check."""
+
+    def decode(self, ids):
+        return "".join(map(chr, ids))
+
+
+def test_the_tokens_of_the_pattern_are_the_ones_a_retry_may_change():
+    text = call("class Hinge\\b")
+    positions = pattern_tokens(Characters(), [ord(ch) for ch in text])
+    start = text.index("class")
+    assert positions == list(range(start, start + len("class Hinge\\b")))
+    assert pattern_tokens(Characters(), [ord(ch) for ch in "a direct answer"]) == []
 
 
 PATH_PROMPTS = [  # questions whose answer starts a read call: the model writes only the path
@@ -90,3 +120,44 @@ def test_guided_paths_are_real_and_otherwise_the_greedy_output(float32_base, rep
                         logits_processors=[guard.processor(len(prompt) - len(tokenizer.encode(start, add_special_tokens=False)))])
         assert text.split('"')[0] == runs[True], (question, text, runs)
     assert changed, "the base model should invent at least one path here, or this test shows nothing"
+
+
+SEARCHES = ["Where is the HingeBase class defined in gadgets?", "Find where gadgets raises HingeError.",
+            "Which functions in bolts are decorated with @register_nut?", "where is NUT_LIMIT set in bolts"]
+
+
+@pytest.mark.slow
+def test_a_retried_search_keeps_the_model_greedy_up_to_the_one_token_it_changes(float32_base, repos):
+    """Forcing the greedy tokens gives the greedy output back; a retry changes exactly one token of the
+    pattern to the runner-up there and is kept only when it finds something (and the first did not)."""
+    from mlx_lm import load
+
+    from tooltrain import workspace
+    from tooltrain.decoding import Decider, context_messages
+    from tooltrain.guided import PathGuard, decide_searching
+
+    model, tokenizer = load(str(float32_base))
+    folders = folders_under([repos])
+    context = context_messages(workspace.render_map(workspace.scan_roots([repos])))
+    decider = Decider(model, tokenizer, context, guard=PathGuard(tokenizer, folders))
+    head = tokenizer.encode('<tool_call>\n{"name": "grep", "arguments": {"pattern": "', add_special_tokens=False)
+    retried = 0
+    for question in SEARCHES:  # the base model rarely calls a tool: its answers start a grep call
+        first = decider.decide(question, forced=head, runners_up=True)
+        assert first["ids"][:len(head)] == head and len(first["runners_up"]) == len(first["ids"])
+        assert all(margin >= 0 for _, margin in first["runners_up"])
+        half = (len(head) + len(first["ids"])) // 2
+        assert decider.decide(question, forced=first["ids"][:half])["ids"] == first["ids"]
+        out = decide_searching(decider, question, folders, forced=head)
+        if grep_finds(first["raw"], folders):
+            assert out["ids"] == first["ids"] and out["retries"] == 0
+            continue
+        retried += out["retries"] > 0
+        if "first_raw" in out:  # a retry found something: one token of the pattern is the runner-up
+            assert out["first_raw"] == first["raw"] and grep_finds(out["raw"], folders)
+            index = next(i for i, (a, b) in enumerate(zip(out["ids"], first["ids"])) if a != b)
+            assert index in pattern_tokens(tokenizer, first["ids"])
+            assert out["ids"][index] == first["runners_up"][index][0]
+        else:
+            assert out["ids"] == first["ids"]
+    assert retried, "the base model should write at least one search that finds nothing, or this shows nothing"

@@ -1,6 +1,7 @@
 """`make ask`: a trained model pointed at your own code. One question, one routing decision, one tool
 call run for real inside your folders, and the tool's result (it does not yet read the result and answer
-from it). With guided decoding a call's path can only be one that exists in those folders.
+from it). With guided decoding a call's path can only be one that exists in those folders, and a grep that
+finds nothing there is decoded again (tooltrain.guided.decide_searching).
 
 The workspace is one or several folders; the model sees their map (tooltrain.workspace) exactly as in
 training and the benchmark, and a call's path must start with one of those folders. Each call runs with
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import tools, workspace
+from .decoding import Decider, context_messages
+from .guided import PathGuard, decide_searching
 from .scoring import read_output
 
 MAX_QUESTION_CHARS = 4000  # a question longer than this is not a question (and would crowd the context)
@@ -102,16 +105,19 @@ class Answer:
     raw: str
     result: dict | None
     timings: dict
+    first_raw: str | None = None  # guided: the model's own grep call, when it found nothing and a retry did
 
     def record(self) -> dict:
         return {"question": self.question, "decision": self.decision, "call": self.call, "raw": self.raw,
-                "result": self.result, "timings": self.timings}
+                "result": self.result, "timings": self.timings, "first_raw": self.first_raw}
 
     def text(self) -> str:
         if self.decision == "direct":
             lines = [self.raw.strip()]
         else:
             lines = [f"call: {self.raw.strip()}"]
+            if self.first_raw:
+                lines.insert(0, f"(the model's own call found nothing: {self.first_raw.strip()}; retried)")
             result = self.result or {}
             if "error" in result:
                 lines.append(f"error: {result['error']}")
@@ -130,13 +136,11 @@ class Answer:
 
 class Assistant:
     """A loaded model and a workspace: `ask(question)` decides, runs the call, returns the Answer. With
-    `guided`, a call's path can only be a real path of the workspace (tooltrain.guided)."""
+    `guided`, a call's path can only be a real path of the workspace, and a grep that finds nothing is
+    retried (tooltrain.guided)."""
 
     def __init__(self, model, tokenizer, ws: Workspace, max_tokens: int = 256, guided: bool = False):
-        from .decoding import Decider, context_messages
-        from .guided import PathGuard
-
-        self.workspace = ws
+        self.workspace, self.guided = ws, guided
         guard = PathGuard(tokenizer, ws.folders) if guided else None
         self.decider = Decider(model, tokenizer, context_messages(ws.map_text()), max_tokens=max_tokens,
                                max_answer_tokens=None, guard=guard)
@@ -144,11 +148,12 @@ class Assistant:
     def ask(self, question: str) -> Answer:
         question = check_question(question)
         started = time.perf_counter()
-        out = self.decider.decide(question)
+        out = decide_searching(self.decider, question, self.workspace.folders) if self.guided \
+            else self.decider.decide(question)
         reading = read_output(out["raw"])
         result = self.workspace.run(reading.tool_call) if reading.decision in ("grep", "read") else None
         if reading.decision == "invalid":
             result = {"error": "the model called no known tool"}
         timings = {"decision_s": round(out["time_to_decision_s"], 3), "generation_s": round(out["gen_time_s"], 3),
                    "total_s": round(time.perf_counter() - started, 3)}
-        return Answer(question, reading.decision, reading.tool_call, out["raw"], result, timings)
+        return Answer(question, reading.decision, reading.tool_call, out["raw"], result, timings, out.get("first_raw"))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import paths, workspace
 from .decoding import Decider, context_messages
+from .guided import PathGuard, decide_searching, folders_under, grep_finds, vocabulary_trie
 from .scoring import Case, check_call, metrics, read_output
 from .stats import mcnemar
 
@@ -180,15 +181,18 @@ def repo_root(case: Case, roots: tuple[Path, ...]) -> Path | None:
     return next((Path(r) for r in roots if (Path(r) / case.repo).is_dir()), None)
 
 
-def run_case(decider: Decider, case: Case, roots: tuple[Path, ...]) -> dict:
-    out = decider.decide(case.question)
+def run_case(decider: Decider, case: Case, roots: tuple[Path, ...], search_in: dict[str, Path] | None = None) -> dict:
+    """One case decided and checked; with `search_in` (the workspace folders), a grep that finds nothing there
+    is decoded again (tooltrain.guided.decide_searching)."""
+    out = decider.decide(case.question) if search_in is None else decide_searching(decider, case.question, search_in)
     reading = read_output(out["raw"])
     valid, detail = check_call(case, reading, repo_root(case, roots))
     return {"id": case.id, "decision": reading.decision, "tool_call": reading.tool_call, "raw": out["raw"],
             "ids": out["ids"],
             "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form,
             "time_to_decision_s": round(out["time_to_decision_s"], 4), "gen_time_s": round(out["gen_time_s"], 4),
-            "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"]}
+            "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"],
+            **{key: out[key] for key in ("retries", "first_raw") if key in out}}
 
 
 def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], desc: str | None = None
@@ -206,11 +210,12 @@ def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], de
 
 
 def guided_records(decider: Decider, cases: list[Case], records: list[dict], roots: tuple[Path, ...]) -> list[dict]:
-    """The raw records as guided decoding (`decider.guard`) would have them: a case whose greedy tokens the
-    guard lets through keeps its record; the others are decoded again, guided (marked "guided_rerun")."""
-    by_id = {case.id: case for case in cases}
-    return [record if decider.guard.accepts(record["ids"]) else
-            {**run_case(decider, by_id[record["id"]], roots), "guided_rerun": True} for record in records]
+    """The raw records as guided decoding (`decider.guard`, and a grep that finds nothing retried) would have
+    them: a case whose greedy tokens the guard lets through and whose grep finds something keeps its record;
+    the others are decoded again, guided (marked "guided_rerun")."""
+    by_id, folders = {case.id: case for case in cases}, folders_under(roots)
+    return [record if decider.guard.accepts(record["ids"]) and grep_finds(record["raw"], folders) else
+            {**run_case(decider, by_id[record["id"]], roots, folders), "guided_rerun": True} for record in records]
 
 
 def guided_overhead(raw: Decider, guided: Decider, cases: list[Case], count: int) -> dict:
@@ -303,7 +308,6 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
     """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show."""
     import mlx.core as mx
 
-    from .guided import PathGuard, folders_under, vocabulary_trie
     from .io import write_jsonl
     from .scoring import EvalFileError, load_cases
 
@@ -358,6 +362,8 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                     write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
                 results["guided"][set_name][spec.name] = {
                     **summarize(kept, skipped), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
+                    "retried": sum(bool(r.get("retries")) for r in kept),
+                    "found_by_retry": sum("first_raw" in r for r in kept),
                     "vs_raw": (paired_comparisons({"raw": outcomes(records), "guided": outcomes(kept)},
                                                  ["raw", "guided"]) or [None])[0],
                     "overhead": guided_overhead(decider, steered, cases, plain_questions or 6)}

@@ -35,18 +35,24 @@ def lookup_draft(history: list[int], context: list[int], size: int, longest: int
 
 def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]], list[int]],
                   done: Callable[[list[int]], bool], max_tokens: int, stop_tokens: set[int],
-                  guide: Callable[[list[int]], list[int] | None] | None = None) -> tuple[list[int], int]:
+                  guide: Callable[[list[int]], list[int] | None] | None = None,
+                  runners_up: list | None = None) -> tuple[list[int], int]:
     """Greedy tokens after `prompt` (the cache holds what precedes it), until a stop token, `done(tokens)`
     or `max_tokens`; returns (tokens, forward passes). `propose(tokens)` gives the draft to check next;
-    `guide(tokens)`, when given, the token ids allowed next (None: all), the greedy pick is the best of them."""
+    `guide(tokens)`, when given, the token ids allowed next (None: all), the greedy pick is the best of them.
+    `runners_up`, when given, receives for each token the one that came second, and by how much (logits)."""
     import mlx.core as mx
     from mlx_lm.models.cache import trim_prompt_cache
 
     def pick(row, history: list[int], unguided: int) -> int:
         allowed = guide(history) if guide is not None else None
         if not allowed or unguided in allowed:
-            return unguided
-        return allowed[mx.argmax(row[mx.array(allowed)]).item()]
+            choice = unguided
+        else:
+            choice = allowed[mx.argmax(row[mx.array(allowed)]).item()]
+        if runners_up is not None:
+            runners_up.append(_runner_up(row, choice, allowed))
+        return choice
 
     logits = model(mx.array(prompt)[None], cache=cache)
     tokens, passes = [pick(logits[0, -1], [], mx.argmax(logits[0, -1]).item())], 1
@@ -66,6 +72,20 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
         passes += 1
     cut = next((i for i, t in enumerate(tokens) if t in stop_tokens), len(tokens))
     return tokens[: min(cut, max_tokens)], passes
+
+
+def _runner_up(row, choice: int, allowed: list[int] | None) -> tuple[int | None, float]:
+    """The best token after `choice` (among `allowed`, when given) and its logit's distance below it."""
+    import mlx.core as mx
+
+    ids = mx.array(allowed) if allowed else None
+    scores = row[ids] if ids is not None else row
+    if scores.size < 2:
+        return None, float("inf")
+    top = mx.argpartition(-scores, 1)[:2].tolist()
+    second = next(i for i in sorted(top, key=lambda i: -scores[i].item()) if (allowed[i] if allowed else i) != choice)
+    token = allowed[second] if allowed else second
+    return token, row[choice].item() - row[token].item()
 
 
 def context_messages(workspace_map: str | None) -> list[dict]:
@@ -114,19 +134,23 @@ class Decider:
         return self.tokenizer.apply_chat_template([*self.context, {"role": "user", "content": question}],
                                                   tools=TOOLS, add_generation_prompt=True)
 
-    def decide(self, question: str) -> dict:
-        """{"raw", "ids", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question."""
+    def decide(self, question: str, forced: list[int] = (), runners_up: bool = False) -> dict:
+        """{"raw", "ids", "time_to_decision_s", "gen_time_s", "tokens", "passes", "prefix_reused"} for one question.
+        `forced`: the answer's first tokens, given (decoding goes on after them); `runners_up`: the record also
+        holds, per answer token, the token that came second and its logit margin (None, inf for forced ones)."""
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
         from .scoring import decided, finished_call
 
-        tokens = self.prompt(question)
+        forced = list(forced)
+        tokens = self.prompt(question) + forced
         shared = tokens[: len(self.prefix)] == self.prefix
         cache = self.cache if shared else make_prompt_cache(self.model)
         started = time.perf_counter()
         state = {"decided_at": None, "answer_from": None}
 
         def done(generated: list[int]) -> bool:
+            generated = forced + generated
             text = self.tokenizer.decode(generated)
             if state["decided_at"] is None and (label := decided(text)) is not None:
                 state["decided_at"], state["answer_from"] = time.perf_counter() - started, len(generated)
@@ -139,17 +163,25 @@ class Decider:
         context = tokens + self.shapes  # lookups search from the end: the call shapes first
 
         def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
-            return [] if state.get("direct") else lookup_draft(generated, context + generated, self.draft_size)
+            history = forced + generated
+            return [] if state.get("direct") else lookup_draft(history, context + generated, self.draft_size)
 
-        guide = None if self.guard is None else (lambda generated: self.guard.allowed(self.tokenizer.decode(generated)))
+        guide = None if self.guard is None else \
+            (lambda generated: self.guard.allowed(self.tokenizer.decode(forced + generated)))
+        runners = [] if runners_up else None
         generated, passes = greedy_decode(self.model, cache, tokens[len(self.prefix):] if shared else tokens,
-                                          propose, done, self.max_tokens, self.stop_tokens, guide)
+                                          propose, done, self.max_tokens - len(forced), self.stop_tokens, guide,
+                                          runners)
+        generated = forced + generated
         took = time.perf_counter() - started
         if shared:
             trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
-        return {"raw": self.tokenizer.decode(generated), "ids": generated, "gen_time_s": took,
-                "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
-                "tokens": len(generated), "passes": passes, "prefix_reused": shared}
+        out = {"raw": self.tokenizer.decode(generated), "ids": generated, "gen_time_s": took,
+               "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
+               "tokens": len(generated), "passes": passes, "prefix_reused": shared}
+        if runners is not None:
+            out["runners_up"] = ([(None, float("inf"))] * len(forced) + runners)[: len(generated)]
+        return out
 
     def plain_generate(self, question: str) -> tuple[str, float]:
         """mlx-lm's one-shot `generate` on the whole prompt, as a user would call it (no cache, no early stop)."""

@@ -10,6 +10,10 @@ tokens cost, not the 49k of the vocabulary.
 Guidance only removes tokens that cannot end in a real path, so wherever the greedy call's path was
 already real the guided output is the greedy output, token for token (a test checks it). `processor`
 has mlx-lm's logits-processor signature, so the same guard works with `mlx_lm.generate`.
+
+A grep call whose pattern finds nothing (or does not compile) can be decoded again (`decide_searching`):
+each retry keeps the model's tokens up to the least certain token of the pattern, puts the runner-up
+there and lets the model go on; the first call that finds something is kept, at most RETRIES times.
 """
 
 from __future__ import annotations
@@ -184,3 +188,61 @@ def step(state, ch: str):
         return FREE if END in node else None
     child = node.get(ch)
     return None if child is None else (VALUE, child)
+
+
+# ----------------------------------------------------------------------------------- retrying a search
+
+PATTERN_VALUE = re.compile(r'"pattern"\s*:\s*"((?:[^"\\]|\\.)*)')
+RETRIES = 3
+
+
+def grep_finds(raw: str, folders: dict[str, Path]) -> bool:
+    """False only for a grep call whose pattern does not compile or finds nothing under its path."""
+    from .scoring import read_output
+
+    reading = read_output(raw)
+    if reading.decision != "grep":
+        return True
+    arguments = reading.tool_call.get("arguments") or {}
+    path = arguments.get("path")
+    folder = folders.get(path.split("/")[0]) if isinstance(path, str) else None
+    if folder is None:
+        return False
+    try:
+        return bool(tools.grep(folder.parent, arguments.get("pattern"), path, max_hits=1))
+    except tools.ToolError:
+        return False
+
+
+def pattern_tokens(tokenizer, ids: list[int]) -> list[int]:
+    """The positions of the tokens that write (part of) a grep call's pattern value."""
+    text = tokenizer.decode(ids)
+    match = PATTERN_VALUE.search(text)
+    if match is None:
+        return []
+    low, high = match.span(1)
+    ends = [len(tokenizer.decode(ids[: i + 1])) for i in range(len(ids))]
+    return [i for i, end in enumerate(ends) if end > low and (ends[i - 1] if i else 0) < high]
+
+
+def decide_searching(decider, question: str, folders: dict[str, Path], tries: int = RETRIES,
+                     forced: list[int] = ()) -> dict:
+    """`decider.decide`, and when its grep finds nothing (or its pattern does not compile), up to `tries`
+    more decodes: each forces, at the next least certain token of the pattern, the token that came second
+    there, and decodes on. The first call that finds something is kept ("retries": decodes after the
+    first, "first_raw": the model's own call); when none does, the model's own call. Times add up.
+    `forced`: the answer's first tokens, given (as in `Decider.decide`)."""
+    first = decider.decide(question, forced=forced, runners_up=True)
+    if grep_finds(first["raw"], folders):
+        return {**first, "retries": 0}
+    runners = first["runners_up"]
+    ranked = sorted((runners[i][1], i) for i in pattern_tokens(decider.tokenizer, first["ids"])
+                    if runners[i][0] is not None)[:tries]
+    spent = first["gen_time_s"]
+    for attempt, (_, index) in enumerate(ranked, 1):
+        out = decider.decide(question, forced=first["ids"][:index] + [runners[index][0]])
+        spent += out["gen_time_s"]
+        if grep_finds(out["raw"], folders):
+            return {**out, "retries": attempt, "first_raw": first["raw"], "gen_time_s": spent,
+                    "time_to_decision_s": first["time_to_decision_s"], "passes": first["passes"] + out["passes"]}
+    return {**first, "retries": len(ranked), "gen_time_s": spent}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .guided import RETRIES
 from .io import atomic_write, write_json, write_text
 from .scoring import INVALID, LABELS
 
@@ -121,10 +122,13 @@ def _guided_lines(guided: dict, raw: dict, models: list[dict]) -> list[str]:
         rows.append([name, f"{_rate(r, 'success')} -> {_rate(g, 'success')}", "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}",
                      f"{_pct(r.get('grep_hit_rate'))} -> {_rate(g, 'grep_hit_rate')}",
                      f"{_pct(r.get('read_valid_rate'))} -> {_rate(g, 'read_valid_rate')}", str(g["rerun"]),
+                     f"{g.get('found_by_retry', 0)}/{g.get('retried', 0)}",
                      "-" if not cost.get("ratio") else f"{cost['ratio']:.2f}x ({cost['questions']} q)"])
-    return ["", "raw -> guided decoding (a call's path held to the workspace's real paths; only cases where "
-                "guidance changes a token are decoded again):",
-            *_table(["Model", "Success", "p (McNemar)", "Grep hit", "Read valid", "Re-decoded", "Time guided/raw"],
+    return ["", "raw -> guided decoding (a call's path held to the workspace's real paths, a grep that finds "
+                f"nothing retried up to {RETRIES} times at its least certain tokens; only cases where guidance "
+                "changes a token or a grep finds nothing are decoded again):",
+            *_table(["Model", "Success", "p (McNemar)", "Grep hit", "Read valid", "Re-decoded", "Retry found",
+                     "Time guided/raw"],
                     rows)]
 
 
