@@ -39,7 +39,7 @@ class Workspace:
             real = folder.resolve()
             if real.name in self.folders:
                 raise AskError(f"{folder}: two workspace folders are both named {real.name!r}")
-            if not any(tools.is_text_file(p) for p in _files(folder)):
+            if next(tools.text_files(real, real), None) is None:
                 raise AskError(f"{folder}: holds no text files the tools can read")
             self.folders[real.name] = real
         self.layouts = [workspace.scan_repo(path.parent, name) for name, path in self.folders.items()]
@@ -75,12 +75,6 @@ class Workspace:
             return {"error": f"no such tool: {name!r}"}
         except tools.ToolError as err:
             return {"error": str(err)}
-
-
-def _files(folder: Path):
-    for path in folder.rglob("*"):
-        if not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            yield path
 
 
 def check_question(question: str) -> str:
