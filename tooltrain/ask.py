@@ -18,7 +18,7 @@ from . import tools, workspace
 from .scoring import read_output
 
 MAX_QUESTION_CHARS = 4000  # a question longer than this is not a question (and would crowd the context)
-GREP_SHOWN, GREP_COUNTED = 20, 1000
+GREP_SHOWN = 20
 READ_LINES = 20
 
 
@@ -64,10 +64,10 @@ class Workspace:
         try:
             head, root, rest = self._locate(arguments.get("path"))
             if name == "grep":
-                hits = tools.grep(root, arguments.get("pattern"), rest, max_hits=GREP_COUNTED)
+                hits = tools.grep(root, arguments.get("pattern"), rest)
                 return {"hits": [{"path": f"{head}/{h.path}", "line": h.line, "text": h.text.strip()}
                                  for h in hits[:GREP_SHOWN]],
-                        "total": len(hits), "more": len(hits) >= GREP_COUNTED}
+                        "total": len(hits), "more": hits.capped}
             if name == "read":
                 text = tools.read(root, rest)
                 return {"path": f"{head}/{rest}", "bytes": len(text.encode()), "lines": text.count("\n") + 1,

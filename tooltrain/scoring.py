@@ -184,9 +184,9 @@ def check_call(case: Case, reading: Reading, root: Path | None) -> tuple[bool | 
     args = reading.tool_call["arguments"]
     try:
         if case.expected == "grep":
-            hits = tools.grep(root, args.get("pattern"), args.get("path"), max_hits=GREP_MAX_HITS + 1)
+            hits = tools.grep(root, args.get("pattern"), args.get("path"), max_hits=GREP_MAX_HITS)
             found = any(h.path == case.check["in_file"] and case.check["must_find"] in h.text for h in hits)
-            if len(hits) > GREP_MAX_HITS:
+            if hits.capped:
                 return False, f"pattern too broad (more than {GREP_MAX_HITS} matching lines)"
             return found, f"{len(hits)} hits" + ("" if found else f", none in {case.check['in_file']}")
         target = tools.resolve_inside(root, args.get("path"))

@@ -3,8 +3,9 @@
 Paths are relative to a repos root: `grep(pattern, path="flask")` searches
 `<root>/flask`, `read(path="flask/src/flask/app.py")` opens one file. Nothing
 outside the root is ever touched: absolute paths, `..` and symlinks that leave
-the root are refused. A pattern runs with a time limit (the `regex` module's
-`timeout`), so a catastrophic regex from a model cannot hang the caller.
+the root are refused. A grep call runs under one time limit for all its files
+(the `regex` module's `timeout` inside a file, a deadline across files) and
+stops at a cap on hits, so a catastrophic regex from a model cannot hang the caller.
 
 Every reader of repository files (these tools, the AST pass, the HTML examples,
 guided decoding, the workspace map) goes through `text_files` and `read_bytes`:
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,7 +69,10 @@ TEXT_SUFFIXES = frozenset(
     ".py .pyi .md .rst .txt .toml .cfg .ini .yml .yaml .json .html .htm .jinja .j2 .css .js .sh .in".split()
 )
 MAX_FILE_BYTES = 1_000_000
-REGEX_TIMEOUT_S = 2.0
+REGEX_TIMEOUT_S = 2.0  # for a whole grep call, over all its files
+MAX_HITS = 1000  # grep stops here and says so (Hits.capped)
+COUNTED_REPEAT = regex.compile(r"\{(\d+)(?:,\d*)?\}")  # a{3} or a{3,5}: the minimum count, as written
+MAX_UNROLLED = 100_000  # ((ab){300}){300} compiles in 0.4 s and 70 MB
 
 
 class ToolError(ValueError):
@@ -87,6 +92,12 @@ class Hit:
     path: str  # relative to the repos root, '/'-separated
     line: int  # 1-based
     text: str
+
+
+class Hits(list):
+    """Grep's matching lines in file order; `capped` when more lines matched than the cap kept."""
+
+    capped = False
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
@@ -212,38 +223,53 @@ def _corpus(target: Path, root: Path) -> tuple[tuple[str, str], ...]:
 
 
 def compile_pattern(pattern: str) -> regex.Pattern:
+    """The pattern compiled, or a ToolError. The regex module unrolls counted repeats as it compiles, outside
+    any timeout (`(a{1000}){5000}` takes seconds and GBs), so the product of their minimum counts is bounded."""
     if not isinstance(pattern, str) or not pattern:
         raise ToolError("pattern must be a non-empty string")
+    unrolled = 1
+    for count in COUNTED_REPEAT.findall(pattern):
+        unrolled *= int(count) if len(count) < 10 else 10**10
+        if unrolled > MAX_UNROLLED:
+            raise ToolError(f"regular expression repeats too much (counts multiply past {MAX_UNROLLED:,}): "
+                            f"{pattern[:80]!r}")
     try:
         return regex.compile(pattern, regex.MULTILINE)
     except (regex.error, OverflowError, RecursionError) as err:
         raise ToolError(f"invalid regular expression {pattern!r}: {err}") from None
 
 
-def grep(root: Path, pattern: str, path: str, max_hits: int | None = None, timeout: float = REGEX_TIMEOUT_S) -> list[Hit]:
-    """Lines under `root/path` matching `pattern`, in file order; one hit per matching line."""
+def grep(root: Path, pattern: str, path: str, max_hits: int = MAX_HITS, timeout: float = REGEX_TIMEOUT_S) -> Hits:
+    """Lines under `root/path` matching `pattern`, in file order, one hit per matching line; at most
+    `max_hits` (`capped` if more match). `timeout` bounds the whole call, over all its files."""
     root = Path(root).resolve()
     target = resolve_inside(root, path)
     compiled = compile_pattern(pattern)
-    hits: list[Hit] = []
+    deadline = time.monotonic() + timeout
+    hits = Hits()
     for rel, text in _corpus(target, root):
         try:
-            matches = list(compiled.finditer(text, timeout=timeout))
+            # The regex module's own timeout stops a runaway match inside a file; the deadline spans the files.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            line_no, counted, last_hit = 1, 0, 0
+            for match in compiled.finditer(text, timeout=remaining):
+                if not match.group(0) and pattern in ("^", "$"):
+                    continue
+                line_no += text.count("\n", counted, match.start())
+                counted = match.start()
+                if line_no == last_hit:
+                    continue
+                if len(hits) == max_hits:
+                    hits.capped = True
+                    return hits
+                last_hit = line_no
+                start = text.rfind("\n", 0, match.start()) + 1
+                end = text.find("\n", match.start())
+                hits.append(Hit(rel, line_no, text[start : end if end != -1 else len(text)]))
         except TimeoutError:
             raise ToolError(f"regular expression took longer than {timeout}s: {pattern!r}") from None
-        seen_lines = set()
-        for match in matches:
-            if not match.group(0) and pattern in ("^", "$"):
-                continue
-            line_no = text.count("\n", 0, match.start()) + 1
-            if line_no in seen_lines:
-                continue
-            seen_lines.add(line_no)
-            start = text.rfind("\n", 0, match.start()) + 1
-            end = text.find("\n", match.start())
-            hits.append(Hit(rel, line_no, text[start : end if end != -1 else len(text)]))
-            if max_hits is not None and len(hits) >= max_hits:
-                return hits
     return hits
 
 
