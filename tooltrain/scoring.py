@@ -95,7 +95,18 @@ def _call_from(obj) -> dict | None:
             arguments = json.loads(arguments)
         except json.JSONDecodeError:
             return None
-    return {"name": obj["name"], "arguments": arguments} if isinstance(arguments, dict) else None
+    call = {"name": obj["name"], "arguments": arguments}
+    return call if isinstance(arguments, dict) and _writable(call) else None
+
+
+def _writable(obj) -> bool:
+    """Whether a call read from a model's JSON is text UTF-8 can hold: a `\\udc80` escape gives a lone
+    surrogate, which no predictions file can be written with, so such a call counts as unreadable."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _first_json_object(text: str):
