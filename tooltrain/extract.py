@@ -4,8 +4,9 @@ Files are parsed in parallel across cores; a file that cannot be parsed (syntax
 error, newer-Python syntax such as t-strings, not UTF-8, binary, huge) is skipped
 and counted by reason, never fatal. Files are found and read the way the tools
 read them (tools.text_files, tools.read_bytes): a FIFO, a device, a link loop or a
-link leaving the repository is skipped and counted too (not_a_file, outside_root). Output order follows the sorted file list, so
-the same tree always gives the same facts.
+link leaving the repository is skipped and counted too (not_a_file, outside_root).
+Output order follows the sorted file list, so the same tree always gives the same
+facts.
 """
 
 from __future__ import annotations
