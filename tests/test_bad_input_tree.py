@@ -145,6 +145,7 @@ def test_a_repository_folder_linked_from_outside_the_root_is_not_a_repository_of
     make_repos(tmp_path / "elsewhere")
     (hostile / "linked").symlink_to(tmp_path / "elsewhere" / "bolts")
     assert workspace.repo_folders(hostile) == ["bolts", "gadgets"] == sorted(folders_under([hostile]))
+    assert list(tools.text_files(hostile / "linked", hostile)) == []  # walked from the link: nothing inside
     with pytest.raises(tools.ToolError, match="leaves the repos root"):
         tools.grep(hostile, "x", "linked")
 

@@ -198,8 +198,14 @@ def text_files(folder: Path, root: Path, suffixes=TEXT_SUFFIXES, skip_dirs=(),
     """The files at or under `folder` that readers read: a suffix of `suffixes`, found by `_walk`, and let
     through by `check_file` against `root`; files refused are counted by reason in `skipped`."""
     root, folder = Path(root).resolve(), Path(folder)
-    for path in _walk(folder, skip_dirs) if folder.is_dir() else [folder]:
+    walked = folder.is_dir()
+    if walked and folder.resolve() != root and root not in folder.resolve().parents:
+        return  # a folder outside the root holds nothing to read
+    for path in _walk(folder, skip_dirs) if walked else [folder]:
         if path.suffix.lower() not in suffixes:
+            continue
+        if walked and _plain_file(path):  # its folders are inside `root` and none is a link: nothing to resolve
+            yield path
             continue
         try:
             check_file(path, root)
@@ -208,6 +214,15 @@ def text_files(folder: Path, root: Path, suffixes=TEXT_SUFFIXES, skip_dirs=(),
                 skipped[err.reason] += 1
             continue
         yield path
+
+
+def _plain_file(path: Path) -> bool:
+    """A regular file, not a link, at most MAX_FILE_BYTES (one lstat; anything else gets the full check)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES
 
 
 @lru_cache(maxsize=64)
