@@ -21,7 +21,7 @@ from .guided import PathGuard, decide_searching
 from .scoring import read_output
 
 MAX_QUESTION_CHARS = 4000  # a question longer than this is not a question (and would crowd the context)
-GREP_SHOWN, GREP_COUNTED = 20, 1000
+GREP_SHOWN = 20
 READ_LINES = 20
 
 
@@ -42,7 +42,7 @@ class Workspace:
             real = folder.resolve()
             if real.name in self.folders:
                 raise AskError(f"{folder}: two workspace folders are both named {real.name!r}")
-            if not any(tools.is_text_file(p) for p in _files(folder)):
+            if next(tools.text_files(real, real), None) is None:
                 raise AskError(f"{folder}: holds no text files the tools can read")
             self.folders[real.name] = real
         self.layouts = [workspace.scan_repo(path.parent, name) for name, path in self.folders.items()]
@@ -67,10 +67,10 @@ class Workspace:
         try:
             head, root, rest = self._locate(arguments.get("path"))
             if name == "grep":
-                hits = tools.grep(root, arguments.get("pattern"), rest, max_hits=GREP_COUNTED)
+                hits = tools.grep(root, arguments.get("pattern"), rest)
                 return {"hits": [{"path": f"{head}/{h.path}", "line": h.line, "text": h.text.strip()}
                                  for h in hits[:GREP_SHOWN]],
-                        "total": len(hits), "more": len(hits) >= GREP_COUNTED}
+                        "total": len(hits), "more": hits.capped}
             if name == "read":
                 text = tools.read(root, rest)
                 return {"path": f"{head}/{rest}", "bytes": len(text.encode()), "lines": text.count("\n") + 1,
@@ -78,12 +78,6 @@ class Workspace:
             return {"error": f"no such tool: {name!r}"}
         except tools.ToolError as err:
             return {"error": str(err)}
-
-
-def _files(folder: Path):
-    for path in folder.rglob("*"):
-        if not any(part.startswith(".") for part in path.relative_to(folder).parts):
-            yield path
 
 
 def check_question(question: str) -> str:

@@ -2,8 +2,11 @@
 
 Files are parsed in parallel across cores; a file that cannot be parsed (syntax
 error, newer-Python syntax such as t-strings, not UTF-8, binary, huge) is skipped
-and counted by reason, never fatal. Output order follows the sorted file list, so
-the same tree always gives the same facts.
+and counted by reason, never fatal. Files are found and read the way the tools
+read them (tools.text_files, tools.read_bytes): a FIFO, a device, a link loop or a
+link leaving the repository is skipped and counted too (not_a_file, outside_root).
+Output order follows the sorted file list, so the same tree always gives the same
+facts.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_SOURCE_BYTES = 1_000_000
-SKIP_DIRS = {".git", ".pins", "__pycache__", "node_modules", ".venv", "venv", "build", "dist"}
+from . import tools
+
+SKIP_DIRS = {"__pycache__", "node_modules", "venv", "build", "dist"}  # hidden folders (.git, .venv) too
 
 
 @dataclass(frozen=True)
@@ -156,13 +160,10 @@ class _Visitor(ast.NodeVisitor):
 
 def parse_file(repos_root: str, repo: str, relative: str) -> FileFacts | str:
     """Facts of one file, or the reason it was skipped."""
-    path = Path(repos_root) / relative
     try:
-        raw = path.read_bytes()
-    except OSError:
-        return "unreadable"
-    if len(raw) > MAX_SOURCE_BYTES:
-        return "huge"
+        raw = tools.read_bytes(Path(repos_root) / relative, Path(repos_root) / repo)
+    except tools.Refused as err:
+        return err.reason
     if b"\x00" in raw:
         return "binary"
     try:
@@ -180,16 +181,12 @@ def parse_file(repos_root: str, repo: str, relative: str) -> FileFacts | str:
     return facts
 
 
-def python_files(repos_root: Path, repo: str) -> list[str]:
-    """Sorted repos-root-relative paths of every .py file in one repository."""
+def python_files(repos_root: Path, repo: str, skipped: Counter | None = None) -> list[str]:
+    """Sorted repos-root-relative paths of the .py files of one repository the tools would read; the ones
+    refused (a FIFO, a device, a link loop or leaving the repository, huge) counted by reason in `skipped`."""
     base = Path(repos_root) / repo
-    found = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS]
-        found.extend(
-            (Path(dirpath) / name).relative_to(repos_root).as_posix() for name in filenames if name.endswith(".py")
-        )
-    return sorted(found)
+    found = tools.text_files(base, base, suffixes={".py"}, skip_dirs=SKIP_DIRS, skipped=skipped)
+    return sorted(path.relative_to(repos_root).as_posix() for path in found)
 
 
 def _parse_task(task: tuple[str, str, str]):
@@ -198,7 +195,8 @@ def _parse_task(task: tuple[str, str, str]):
 
 def extract_repos(repos_root: Path, repos: list[str], workers: int | None = None) -> Extraction:
     """Parse every Python file of `repos` (in this order), in parallel."""
-    tasks = [(str(repos_root), repo, rel) for repo in repos for rel in python_files(repos_root, repo)]
+    refused = Counter()
+    tasks = [(str(repos_root), repo, rel) for repo in repos for rel in python_files(repos_root, repo, refused)]
     workers = workers or os.cpu_count() or 1
     if workers > 1 and len(tasks) > 50:
         with ProcessPoolExecutor(workers) as pool:
@@ -206,5 +204,5 @@ def extract_repos(repos_root: Path, repos: list[str], workers: int | None = None
     else:
         results = [_parse_task(task) for task in tasks]
     files = [r for r in results if isinstance(r, FileFacts)]
-    skipped = Counter(r for r in results if isinstance(r, str))
-    return Extraction(files, skipped, len(tasks))
+    skipped = refused + Counter(r for r in results if isinstance(r, str))
+    return Extraction(files, skipped, len(tasks) + refused.total())

@@ -379,13 +379,13 @@ class Verifier:
                 tools.read(self.root, args["path"])
                 return None
             limit = MAX_HITS.get(cand.intent, MAX_HITS_DEFAULT)
-            hits = tools.grep(self.root, args["pattern"], args["path"], max_hits=limit + 1)
+            hits = tools.grep(self.root, args["pattern"], args["path"], max_hits=limit)
         except tools.ToolError as err:
             return f"{name}_error: {str(err).split(':')[0]}"
-        if not any(h.path == cand.source["path"] and h.line == cand.source["line"] for h in hits):
-            return "grep_misses_source_line" if len(hits) <= limit else "grep_too_many_hits"
-        if len(hits) > limit:
+        if hits.capped:
             return "grep_too_many_hits"
+        if not any(h.path == cand.source["path"] and h.line == cand.source["line"] for h in hits):
+            return "grep_misses_source_line"
         return None
 
 

@@ -18,11 +18,10 @@ there and lets the model go on; the first call that finds something is kept, at 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-from . import tools
+from . import tools, workspace
 
 END = ""  # the key marking a complete path in a trie node
 FREE = "free"  # the value is closed: no constraint on what follows
@@ -32,26 +31,25 @@ NAME = re.compile(r'"name"\s*:\s*"(grep|read)"')
 
 
 def folders_under(roots) -> dict[str, Path]:
-    """The repository folders under the repos roots, by name (the first root holding a name wins)."""
+    """The repository folders under the repos roots (workspace.repo_folders), by name (the first root holding
+    a name wins)."""
     folders: dict[str, Path] = {}
     for root in map(Path, roots):
-        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            folders.setdefault(folder.name, folder)
+        for name in workspace.repo_folders(root):
+            folders.setdefault(name, root / name)
     return folders
 
 
 def workspace_paths(folders: dict[str, Path]) -> dict[str, set[str]]:
-    """{"read": text files, "grep": text files and folders} of each workspace folder, as paths starting
-    with the folder's name (hidden files and folders left out, symlinks not followed)."""
+    """{"read": text files, "grep": text files and the folders holding them} of each workspace folder, as
+    paths starting with the folder's name: the files the tools read (tools.text_files)."""
     files, folders_seen = set(), set()
     for name, top in folders.items():
-        for here, dirs, names in os.walk(top):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            relative = Path(name, Path(here).relative_to(top)).as_posix()
-            folders_seen.update((relative, relative + "/"))
-            files.update(f"{relative}/{n}" for n in names
-                         if not n.startswith(".") and not os.path.islink(Path(here) / n)
-                         and tools.is_text_file(Path(here) / n))
+        for path in tools.text_files(top, top):
+            relative = Path(name, path.relative_to(top))
+            files.add(relative.as_posix())
+            for parent in relative.parents[:-1]:  # the last parent is "."
+                folders_seen.update((parent.as_posix(), parent.as_posix() + "/"))
     return {"read": set(filter(_plain, files)), "grep": set(filter(_plain, files | folders_seen))}
 
 

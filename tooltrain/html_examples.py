@@ -6,13 +6,12 @@ are verified like the Python ones: they must hit a line of an HTML file.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from . import templates
+from . import templates, tools
 from .generate import RESOURCES, Candidate, Draw, PoolTooSmall, RowOptions, curated_candidates, select
 
 # (feature, tag or attribute test, grep pattern, topic words for the question)
@@ -44,19 +43,16 @@ class HtmlFile:
 
 
 def html_files(repos_root: Path, repos: list[str]) -> list[HtmlFile]:
-    """Every .html file of the given repositories, sorted, with its lines."""
+    """Every .html file of the given repositories the tools read (tools.text_files), sorted, with its lines."""
     found = []
     for repo in repos:
-        for dirpath, dirnames, filenames in os.walk(Path(repos_root) / repo):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.endswith((".html", ".htm")):
-                    path = Path(dirpath) / name
-                    try:
-                        text = path.read_text(encoding="utf-8")
-                    except (UnicodeDecodeError, OSError):
-                        continue
-                    found.append(HtmlFile(repo, path.relative_to(repos_root).as_posix(), tuple(text.splitlines())))
+        base = Path(repos_root) / repo
+        for path in tools.text_files(base, base, suffixes={".html", ".htm"}):
+            try:
+                text = tools.read_text(path, base)
+            except tools.Refused:
+                continue
+            found.append(HtmlFile(repo, path.relative_to(repos_root).as_posix(), tuple(text.splitlines())))
     return sorted(found, key=lambda f: f.path)
 
 

@@ -5,9 +5,9 @@ network to the git host, most often) route 2 takes the same pinned release
 from the package index with `pip download`: the sdist, or for `dist = "wheel"`
 the pure-Python wheel. Both routes land a plain source tree (no `.git`, no
 sdist top folder) so later stages see one shape. Archives are extracted with
-path-traversal checks into a staging folder that is renamed into place only
-when complete. What each repo got is recorded in `data/repos/.pins/<name>.json`;
-`data/repos/manifest.json` is written last.
+path-traversal checks and a cap on what they expand to, into a staging folder
+that is renamed into place only when complete. What each repo got is recorded
+in `data/repos/.pins/<name>.json`; `data/repos/manifest.json` is written last.
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ WHEEL_PYTHON = "3.14"
 SOURCE_FIELDS = ("git", "tag", "pypi", "version", "dist")
 # A repo name becomes a folder name: no separators, no leading dot.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+# A source release expands to a few MB (the largest here, 10 MB in 1,500 files): far past that is an archive bomb.
+MAX_EXTRACTED_BYTES = 200_000_000
+MAX_MEMBERS = 50_000
 
 
 class ManifestError(ValueError):
@@ -280,28 +283,36 @@ def unsafe_member(name: str) -> str | None:
     return None
 
 
+def check_members(archive: Path, members) -> None:
+    """Refuse the archive at the first member that may not be extracted or that takes it past the caps.
+    `members` yields (name, size, reason or None) as the headers are read, so a bomb's data is never reached;
+    the sizes bound what extraction writes (tarfile writes a member's size; zipfile stops at it)."""
+    total = count = 0
+    for name, size, reason in members:
+        if reason := reason or unsafe_member(name):
+            raise ArchiveError(f"{archive}: refused member {name!r} ({reason})")
+        total, count = total + size, count + 1
+        if total > MAX_EXTRACTED_BYTES or count > MAX_MEMBERS:
+            raise ArchiveError(f"{archive}: expands to more than {MAX_EXTRACTED_BYTES:,} bytes or {MAX_MEMBERS:,} "
+                               f"files (reached at member {name!r}); refused as an archive bomb")
+
+
 def extract_archive(archive: Path, target: Path) -> None:
     """Extract a .tar.gz/.zip/.whl into `target` after checking every member. Raises ArchiveError."""
     target.mkdir(parents=True)
     try:
         if archive.name.endswith((".zip", ".whl")):
             with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    # zipfile writes a symlink as a file, but one in a source archive is a red flag.
-                    reason = unsafe_member(info.filename) or (
-                        "symlink" if stat.S_ISLNK(info.external_attr >> 16) else None
-                    )
-                    if reason:
-                        raise ArchiveError(f"{archive}: refused member {info.filename!r} ({reason})")
+                # zipfile writes a symlink as a file, but one in a source archive is a red flag.
+                check_members(archive, ((info.filename, info.file_size,
+                                         "symlink" if stat.S_ISLNK(info.external_attr >> 16) else None)
+                                        for info in zf.infolist()))
                 zf.extractall(target)
         else:
             with tarfile.open(archive) as tf:
-                members = tf.getmembers()
-                for member in members:
-                    if reason := unsafe_member(member.name):
-                        raise ArchiveError(f"{archive}: refused member {member.name!r} ({reason})")
+                check_members(archive, ((member.name, member.size, None) for member in tf))
                 # filter="data" still guards links and special files that the name check cannot see.
-                tf.extractall(target, members=members, filter="data")
+                tf.extractall(target, filter="data")
     except tarfile.FilterError as err:
         raise ArchiveError(f"{archive}: refused member {err.tarinfo.name!r} ({err})") from None
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:

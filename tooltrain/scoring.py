@@ -95,7 +95,18 @@ def _call_from(obj) -> dict | None:
             arguments = json.loads(arguments)
         except json.JSONDecodeError:
             return None
-    return {"name": obj["name"], "arguments": arguments} if isinstance(arguments, dict) else None
+    call = {"name": obj["name"], "arguments": arguments}
+    return call if isinstance(arguments, dict) and _writable(call) else None
+
+
+def _writable(obj) -> bool:
+    """Whether a call read from a model's JSON is text UTF-8 can hold: a `\\udc80` escape gives a lone
+    surrogate, which no predictions file can be written with, so such a call counts as unreadable."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _first_json_object(text: str):
@@ -184,9 +195,9 @@ def check_call(case: Case, reading: Reading, root: Path | None) -> tuple[bool | 
     args = reading.tool_call["arguments"]
     try:
         if case.expected == "grep":
-            hits = tools.grep(root, args.get("pattern"), args.get("path"), max_hits=GREP_MAX_HITS + 1)
+            hits = tools.grep(root, args.get("pattern"), args.get("path"), max_hits=GREP_MAX_HITS)
             found = any(h.path == case.check["in_file"] and case.check["must_find"] in h.text for h in hits)
-            if len(hits) > GREP_MAX_HITS:
+            if hits.capped:
                 return False, f"pattern too broad (more than {GREP_MAX_HITS} matching lines)"
             return found, f"{len(hits)} hits" + ("" if found else f", none in {case.check['in_file']}")
         target = tools.resolve_inside(root, args.get("path"))

@@ -3,13 +3,23 @@
 Paths are relative to a repos root: `grep(pattern, path="flask")` searches
 `<root>/flask`, `read(path="flask/src/flask/app.py")` opens one file. Nothing
 outside the root is ever touched: absolute paths, `..` and symlinks that leave
-the root are refused. A pattern runs with a time limit (the `regex` module's
-`timeout`), so a catastrophic regex from a model cannot hang the caller.
+the root are refused. A grep call runs under one time limit for all its files
+(the `regex` module's `timeout` inside a file, a deadline across files) and
+stops at a cap on hits, so a catastrophic regex from a model cannot hang the caller.
+
+Every reader of repository files (these tools, the AST pass, the HTML examples,
+guided decoding, the workspace map) goes through `text_files` and `read_bytes`:
+only regular files whose real path stays inside the root, never more than
+MAX_FILE_BYTES + 1 bytes read, never blocking on a FIFO or a device.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -59,11 +69,22 @@ TEXT_SUFFIXES = frozenset(
     ".py .pyi .md .rst .txt .toml .cfg .ini .yml .yaml .json .html .htm .jinja .j2 .css .js .sh .in".split()
 )
 MAX_FILE_BYTES = 1_000_000
-REGEX_TIMEOUT_S = 2.0
+REGEX_TIMEOUT_S = 2.0  # for a whole grep call, over all its files
+MAX_HITS = 1000  # grep stops here and says so (Hits.capped)
+COUNTED_REPEAT = regex.compile(r"\{(\d+)(?:,\d*)?\}")  # a{3} or a{3,5}: the minimum count, as written
+MAX_UNROLLED = 100_000  # ((ab){300}){300} compiles in 0.4 s and 70 MB
 
 
 class ToolError(ValueError):
     """A tool call that cannot run: bad path, escape attempt, bad or slow regex."""
+
+
+class Refused(ToolError):
+    """A file no reader may read; `reason` is the short name skips are counted by."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -71,6 +92,12 @@ class Hit:
     path: str  # relative to the repos root, '/'-separated
     line: int  # 1-based
     text: str
+
+
+class Hits(list):
+    """Grep's matching lines in file order; `capped` when more lines matched than the cap kept."""
+
+    capped = False
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
@@ -98,92 +125,177 @@ def resolve_inside(root: Path, relative: str) -> Path:
     return target
 
 
-def is_text_file(path: Path) -> bool:
-    """A file the tools read: a known text suffix, a file, at most MAX_FILE_BYTES."""
-    return path.suffix.lower() in TEXT_SUFFIXES and path.is_file() and path.stat().st_size <= MAX_FILE_BYTES
+def inside(path: Path, root: Path) -> bool:
+    """Whether the real path of `path` (links followed) is under `root`; a loop or a bad name is not."""
+    try:
+        return Path(root).resolve() in Path(path).resolve(strict=True).parents
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def check_file(path: Path, root: Path) -> Path:
+    """The real path of `path` if readers may read it: a regular file inside `root`, at most MAX_FILE_BYTES;
+    else Refused: a link leaving the root, a loop, a FIFO, a device, a folder, a huge file."""
+    root = Path(root).resolve()
+    try:
+        real = Path(path).resolve(strict=True)
+        info = real.stat()
+    except (OSError, RuntimeError, ValueError) as err:
+        raise Refused("not_a_file", f"not a file ({type(err).__name__})") from None
+    if real != root and root not in real.parents:
+        raise Refused("outside_root", "a link leaving the root")
+    if not stat.S_ISREG(info.st_mode):
+        raise Refused("not_a_file", "not a file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise Refused("huge", f"file is larger than {MAX_FILE_BYTES} bytes")
+    return real
+
+
+def readable(path: Path, root: Path) -> bool:
+    """Whether `check_file` lets `path` through (a regular file inside `root`, not huge)."""
+    try:
+        check_file(path, root)
+        return True
+    except Refused:
+        return False
+
+
+def read_bytes(path: Path, root: Path) -> bytes:
+    """The bytes of a file `check_file` lets through, reading at most MAX_FILE_BYTES + 1: opened without
+    following a link or waiting for a writer, and checked again once open (it may have changed since)."""
+    real = check_file(path, root)
+    try:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        with open(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise Refused("not_a_file", "not a file")
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise Refused("unreadable", f"unreadable file ({err.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise Refused("huge", f"file is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def read_text(path: Path, root: Path) -> str:
+    """`read_bytes` as UTF-8 text; Refused("not_utf8") otherwise."""
+    try:
+        return read_bytes(path, root).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused("not_utf8", "not a UTF-8 text file") from None
+
+
+def _walk(folder: Path, skip_dirs) -> Iterator[Path]:
+    """Every file under `folder` in walk order (sorted, a folder's files before its subfolders); hidden names
+    and `skip_dirs` left out, linked folders not entered (so no loops)."""
+    for here, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in skip_dirs)
+        yield from (Path(here) / name for name in sorted(names) if not name.startswith("."))
+
+
+def text_files(folder: Path, root: Path, suffixes=TEXT_SUFFIXES, skip_dirs=(),
+               skipped: Counter | None = None) -> Iterator[Path]:
+    """The files at or under `folder` that readers read: a suffix of `suffixes`, found by `_walk`, and let
+    through by `check_file` against `root`; files refused are counted by reason in `skipped`."""
+    root, folder = Path(root).resolve(), Path(folder)
+    walked = folder.is_dir()
+    if walked and folder.resolve() != root and root not in folder.resolve().parents:
+        return  # a folder outside the root holds nothing to read
+    for path in _walk(folder, skip_dirs) if walked else [folder]:
+        if path.suffix.lower() not in suffixes:
+            continue
+        if walked and _plain_file(path):  # its folders are inside `root` and none is a link: nothing to resolve
+            yield path
+            continue
+        try:
+            check_file(path, root)
+        except Refused as err:
+            if skipped is not None:
+                skipped[err.reason] += 1
+            continue
+        yield path
+
+
+def _plain_file(path: Path) -> bool:
+    """A regular file, not a link, at most MAX_FILE_BYTES (one lstat; anything else gets the full check)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES
 
 
 @lru_cache(maxsize=64)
-def _corpus(folder: Path, root: Path) -> tuple[tuple[str, str], ...]:
-    """Every searchable text file under `folder` (sorted), as (relative path, text); cached per folder."""
+def _corpus(target: Path, root: Path) -> tuple[tuple[str, str], ...]:
+    """Every searchable UTF-8 text file at or under `target`, as (relative path, text); cached per target."""
     files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                resolved = path.resolve()
-                if root not in resolved.parents:
-                    continue
-            text = _read_text(path)
-            if text is None:
-                continue
-            files.append((path.relative_to(root).as_posix(), text))
+    for path in text_files(target, root):
+        try:
+            files.append((path.relative_to(root).as_posix(), read_text(path, root)))
+        except Refused:
+            continue
     return tuple(files)
 
 
 def compile_pattern(pattern: str) -> regex.Pattern:
+    """The pattern compiled, or a ToolError. The regex module unrolls counted repeats as it compiles, outside
+    any timeout (`(a{1000}){5000}` takes seconds and GBs), so the product of their minimum counts is bounded."""
     if not isinstance(pattern, str) or not pattern:
         raise ToolError("pattern must be a non-empty string")
+    unrolled = 1
+    for count in COUNTED_REPEAT.findall(pattern):
+        unrolled *= int(count) if len(count) < 10 else 10**10
+        if unrolled > MAX_UNROLLED:
+            raise ToolError(f"regular expression repeats too much (counts multiply past {MAX_UNROLLED:,}): "
+                            f"{pattern[:80]!r}")
     try:
         return regex.compile(pattern, regex.MULTILINE)
     except (regex.error, OverflowError, RecursionError) as err:
         raise ToolError(f"invalid regular expression {pattern!r}: {err}") from None
 
 
-def grep(root: Path, pattern: str, path: str, max_hits: int | None = None, timeout: float = REGEX_TIMEOUT_S) -> list[Hit]:
-    """Lines under `root/path` matching `pattern`, in file order; one hit per matching line."""
+def grep(root: Path, pattern: str, path: str, max_hits: int = MAX_HITS, timeout: float = REGEX_TIMEOUT_S) -> Hits:
+    """Lines under `root/path` matching `pattern`, in file order, one hit per matching line; at most
+    `max_hits` (`capped` if more match). `timeout` bounds the whole call, over all its files."""
     root = Path(root).resolve()
     target = resolve_inside(root, path)
     compiled = compile_pattern(pattern)
-    if target.is_file():
-        files = [(target.relative_to(root).as_posix(), _read_text(target))]
-    else:
-        files = _corpus(target, root)
-    hits: list[Hit] = []
-    for rel, text in files:
-        if text is None:
-            continue
+    deadline = time.monotonic() + timeout
+    hits = Hits()
+    for rel, text in _corpus(target, root):
         try:
-            matches = list(compiled.finditer(text, timeout=timeout))
+            # The regex module's own timeout stops a runaway match inside a file; the deadline spans the files.
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            line_no, counted, last_hit = 1, 0, 0
+            for match in compiled.finditer(text, timeout=remaining):
+                if not match.group(0) and pattern in ("^", "$"):
+                    continue
+                line_no += text.count("\n", counted, match.start())
+                counted = match.start()
+                if line_no == last_hit:
+                    continue
+                if len(hits) == max_hits:
+                    hits.capped = True
+                    return hits
+                last_hit = line_no
+                start = text.rfind("\n", 0, match.start()) + 1
+                end = text.find("\n", match.start())
+                hits.append(Hit(rel, line_no, text[start : end if end != -1 else len(text)]))
         except TimeoutError:
             raise ToolError(f"regular expression took longer than {timeout}s: {pattern!r}") from None
-        seen_lines = set()
-        for match in matches:
-            if not match.group(0) and pattern in ("^", "$"):
-                continue
-            line_no = text.count("\n", 0, match.start()) + 1
-            if line_no in seen_lines:
-                continue
-            seen_lines.add(line_no)
-            start = text.rfind("\n", 0, match.start()) + 1
-            end = text.find("\n", match.start())
-            hits.append(Hit(rel, line_no, text[start : end if end != -1 else len(text)]))
-            if max_hits is not None and len(hits) >= max_hits:
-                return hits
     return hits
 
 
-def _read_text(path: Path) -> str | None:
-    if not is_text_file(path):
-        return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError):
-        return None
-
-
 def read(root: Path, path: str) -> str:
-    """The text of one file under `root`; folders, binary and huge files are refused."""
-    target = resolve_inside(Path(root), path)
-    if not target.is_file():
-        raise ToolError(f"not a file: {path!r}")
-    if target.stat().st_size > MAX_FILE_BYTES:
-        raise ToolError(f"file is larger than {MAX_FILE_BYTES} bytes: {path!r}")
+    """The text of one file under `root`; folders, FIFOs, devices, binary and huge files are refused."""
+    root = Path(root).resolve()
+    target = resolve_inside(root, path)
     try:
-        return target.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ToolError(f"not a UTF-8 text file: {path!r}") from None
+        return read_text(target, root)
+    except Refused as err:
+        raise ToolError(f"{err}: {path!r}") from None
 
 
 def tool_call(name: str, **arguments) -> dict:

@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import tools
+
 # Folder names that hold tests, docs, examples and tooling, not a package people import.
 NOT_PACKAGE = re.compile(r"tests?|testing|\w*_tests?|docs?|docs_src|examples?|typing[-_]\w+|bench\w*|scripts?|"
                          r"changelog\.d|build|dist|\w+\.(dist|egg)-info")
@@ -51,28 +53,33 @@ class RepoLayout:
         return " ".join([f"- {self.folder}/:", *(f"{self.folder}/{p}/" for p in self.packages), *self.files])
 
 
-def _is_package(path: Path) -> bool:
-    return path.is_dir() and not path.is_symlink() and (path / "__init__.py").is_file() \
+def _is_package(path: Path, base: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and tools.readable(path / "__init__.py", base) \
         and not NOT_PACKAGE.fullmatch(path.name) and not path.name.startswith(".")
 
 
 def scan_repo(root: Path, folder: str) -> RepoLayout:
-    """The layout of `root/folder`: packages at its top or under `src/`, and the top-level entries people ask for."""
+    """The layout of `root/folder`: packages at its top or under `src/`, and the top-level entries people ask for
+    (only files the tools read: a link leaving the folder, a FIFO or a device is not shown)."""
     base = Path(root) / folder
     entries = sorted(os.listdir(base))
-    packages = [name for name in entries if _is_package(base / name)]
+    packages = [name for name in entries if _is_package(base / name, base)]
     if (base / "src").is_dir():
-        packages += [f"src/{name}" for name in sorted(os.listdir(base / "src")) if _is_package(base / "src" / name)]
+        packages += [f"src/{name}" for name in sorted(os.listdir(base / "src"))
+                     if _is_package(base / "src" / name, base)]
     stem = folder.lower().replace("-", "_")
     packages.sort(key=lambda p: (Path(p).name.lower() != stem, Path(p).name.startswith("_"), p))
-    files = [next(name for name in entries if kind.fullmatch(name) and (base / name).is_file())
-             for kind in FILE_KINDS if any(kind.fullmatch(name) and (base / name).is_file() for name in entries)]
+    readable = [name for name in entries if tools.readable(base / name, base)]
+    files = [next(name for name in readable if kind.fullmatch(name))
+             for kind in FILE_KINDS if any(kind.fullmatch(name) for name in readable)]
     return RepoLayout(folder, tuple(packages[:MAX_PACKAGES]), tuple(files))
 
 
 def repo_folders(root: Path) -> list[str]:
-    """The repository folders of a repos root, sorted (hidden folders such as `.pins` are not repositories)."""
-    return sorted(name for name in os.listdir(root) if not name.startswith(".") and (Path(root) / name).is_dir())
+    """The repository folders of a repos root, sorted: not hidden (such as `.pins`), and not a link to a folder
+    outside the root (the tools would refuse every path in it)."""
+    return sorted(name for name in os.listdir(root) if not name.startswith(".") and (Path(root) / name).is_dir()
+                  and tools.inside(Path(root) / name, root))
 
 
 def scan_roots(roots: list[Path]) -> list[RepoLayout]:
