@@ -376,7 +376,8 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
     if not any(summary["cases"] for scores in results["results"].values() for summary in scores.values()):
         reasons = [f"{info['name']}: {info['error']}" for info in results["models"] if info.get("error")]
         if len(reasons) < len(results["models"]):
-            reasons.append(("the others: " if reasons else "") + "every case skipped, its repo folder is not in the workspace")
+            all_skipped = "every case skipped, its repo folder is not in the workspace"
+            reasons.append(f"the others: {all_skipped}" if reasons else all_skipped)
         raise NothingBenchmarked(f"no model answered a case ({'; '.join(reasons)})")
     order = [spec.name for spec in specs]
     results["comparisons"] = {name: paired_comparisons(paired[name], order) for name in sets}
