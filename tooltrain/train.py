@@ -345,13 +345,14 @@ def trainer_hooks(prefix: list[int], built: list, window: int | None = None):
 
 
 def _prepare_dir(work: Path, state: dict | None) -> None:
-    """Ready the work folder. A fresh run starts it empty (what is there is a run stopped before its
-    first checkpoint); a resumed one goes back to its checkpoint: log entries after it and any later
-    best adapter are dropped. The previous run's results beside it are not touched."""
-    if state is None:
-        shutil.rmtree(work, ignore_errors=True)
+    """Ready the work folder. A fresh run drops what a run stopped before its first checkpoint left
+    there; a resumed one goes back to its checkpoint: log entries after it and any later best adapter
+    are dropped. The previous run's results beside it are not touched."""
     work.mkdir(parents=True, exist_ok=True)
-    if state is not None:
+    if state is None:
+        for name in (LOG_FILE, BEST_SNAPSHOT, LOSS_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_LOSS_BEST):
+            (work / name).unlink(missing_ok=True)
+    else:
         kept = [e for e in read_log(work) if e["iteration"] <= state["iteration"]]
         with atomic_write(work / LOG_FILE) as f:
             f.writelines(json.dumps(e) + "\n" for e in kept)
