@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from tooltrain import paths
-from tooltrain.benchmark import default_models, parse_evals, parse_models, run_benchmark
+from tooltrain.benchmark import NothingBenchmarked, default_models, parse_evals, parse_models, run_benchmark
 from tooltrain.report import format_log, write_outputs
 
 ROOT = paths.PROJECT_ROOT
@@ -86,15 +86,19 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    results = run_benchmark(evals, specs, args.predictions_dir, args.plain_questions, args.max_tokens,
-                            args.max_answer_tokens, args.guided)
+    try:
+        results = run_benchmark(evals, specs, args.predictions_dir, args.plain_questions, args.max_tokens,
+                                args.max_answer_tokens, args.guided)
+    except NothingBenchmarked as err:
+        print(f"error: {err}; {args.log}, {args.json} and {args.chart} are left as they were", file=sys.stderr)
+        return 1
     env = environment_report("")
     results["environment"] = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "platform": platform.platform(), "device": env["device"], "blas": env["blas"]}
     write_outputs(results, args.log, args.json, args.chart)
     print(format_log(results))
     print(f"wrote {args.log}, {args.json}, {args.chart}")
-    return 0 if any(not info.get("error") for info in results["models"]) else 1
+    return 0
 
 
 if __name__ == "__main__":

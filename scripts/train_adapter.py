@@ -11,7 +11,9 @@ Writes <adapter_path>/adapters.safetensors    the adapter with the best task suc
 
 On a Linux CPU it reruns itself with OpenBLAS preloaded (when installed) and trains
 a float32 copy of a quantized base; on Metal/CUDA the quantized base is kept.
-An interrupted run resumes from its last checkpoint when started again.
+A run works in <adapter_path>/unfinished/ and replaces the previous results only once it has
+finished: one that fails leaves them as they were, one that is interrupted resumes from its
+last checkpoint when started again.
 
 Run from the project root:
     python -m scripts.train_adapter -c configs/lora_phase7.yaml [--model M] [--iters N] ...

@@ -13,7 +13,7 @@ import pytest
 from tests.training_runs import ROOT, make_run, rows, train
 from tooltrain.io import write_jsonl
 from tooltrain.tools import TOOLS
-from tooltrain.train import RECORD_FILE, TrainingInputError, check_data, load_config
+from tooltrain.train import RECORD_FILE, WORK_DIR, TrainingInputError, check_data, load_config
 
 
 @pytest.mark.slow
@@ -42,7 +42,7 @@ def test_the_kept_adapter_loads_in_mlx_lm(trained, float32_base):
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path):
     config = make_run(tmp_path, float32_base, iters=8, save_every=2)
-    state = tmp_path / "adapters" / "resume.json"
+    state = tmp_path / "adapters" / WORK_DIR / "resume.json"
     proc = subprocess.Popen([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
@@ -58,7 +58,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path
     log = [json.loads(line) for line in (tmp_path / "adapters" / "train_log.jsonl").read_text().splitlines()]
     steps = [e["iteration"] for e in log if e["kind"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 8  # back to the checkpoint, no step logged twice
-    assert not state.exists() and not (tmp_path / "adapters" / "resume_best_adapters.safetensors").exists()
+    assert not (tmp_path / "adapters" / WORK_DIR).exists()  # checkpoints and all: a finished run is not resumed
 
 
 @pytest.mark.slow

@@ -9,9 +9,10 @@ question then prefills only its own tokens and the cache is trimmed back afterwa
 call is complete or the turn ends; a direct answer is cut `max_answer_tokens`
 after its decision. The time to decision is when the output first settles grep,
 read or direct (for a tool call: once its name is out). A model that is missing or
-fails is reported and the others go on; every tool call is run for real by the
-confined tools. Every rate carries its 95% Wilson interval, and each model is compared
-with the one before it on the same cases by an exact McNemar test.
+fails is reported and the others go on; a run in which no model answered a case is an
+error (NothingBenchmarked), so nothing is written over earlier results. Every tool call
+is run for real by the confined tools. Every rate carries its 95% Wilson interval, and
+each model is compared with the one before it on the same cases by an exact McNemar test.
 
 With `guided`, each model is also scored with guided decoding (tooltrain.guided: a call's path
 can only be a real path of the set's workspace), beside its raw scores, never instead of them.
@@ -34,6 +35,10 @@ from .scoring import Case, check_call, metrics, read_output
 from .stats import mcnemar
 
 ADAPTER_FILE = "adapters.safetensors"
+
+
+class NothingBenchmarked(RuntimeError):
+    """No eval case to ask, or no model that answered one: there is nothing to report."""
 
 
 @dataclass(frozen=True)
@@ -318,6 +323,9 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
         except EvalFileError as err:
             problems.append(f"eval set skipped: {err}")
             print(f"error: {err} (this eval set is skipped)", flush=True)
+    if not any(cases for _, cases in sets.values()):  # before any model is loaded: that takes minutes
+        empty = [f"{s.path}: no cases" for s, _ in sets.values()]
+        raise NothingBenchmarked(f"no eval case to ask ({'; '.join(problems + empty)})")
     maps = {name: workspace.render_map(workspace.scan_roots(list(s.roots))) for name, (s, _) in sets.items()}
     results = {"sets": {name: {"path": str(s.path), "cases": len(cases), "roots": [str(r) for r in s.roots],
                                "workspace_map": maps[name]} for name, (s, cases) in sets.items()},
@@ -348,7 +356,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                 print(f"{spec.name} / {set_name}: {len(skipped)} cases skipped ({skipped[0]} ...)", flush=True)
             folder = None if predictions_dir is None else \
                 Path(predictions_dir) / set_name if len(sets) > 1 else Path(predictions_dir)
-            if folder is not None:
+            if folder is not None and records:
                 write_jsonl(folder / f"{spec.name}.jsonl", records)
             results["results"][set_name][spec.name] = summary = summarize(records, skipped)
             paired[set_name][spec.name] = outcomes(records)
@@ -358,7 +366,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                 guard = PathGuard(tokenizer, folders_under(eval_set.roots), vocab)
                 steered = Decider(model, tokenizer, context, max_tokens, max_answer_tokens, guard=guard)
                 kept = guided_records(steered, cases, records, eval_set.roots)
-                if folder is not None:
+                if folder is not None and kept:
                     write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
                 results["guided"][set_name][spec.name] = {
                     **summarize(kept, skipped), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
@@ -371,6 +379,12 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             info["plain_vs_cached"] = compare_with_plain(decider, cases, plain_questions)
         info["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 3)
         del model, tokenizer, decider
+    if not any(summary["cases"] for scores in results["results"].values() for summary in scores.values()):
+        reasons = [f"{info['name']}: {info['error']}" for info in results["models"] if info.get("error")]
+        if len(reasons) < len(results["models"]):
+            all_skipped = "every case skipped, its repo folder is not in the workspace"
+            reasons.append(f"the others: {all_skipped}" if reasons else all_skipped)
+        raise NothingBenchmarked(f"no model answered a case ({'; '.join(reasons)})")
     order = [spec.name for spec in specs]
     results["comparisons"] = {name: paired_comparisons(paired[name], order) for name in sets}
     return results

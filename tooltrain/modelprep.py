@@ -13,6 +13,7 @@ the model answered a sanity question.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -383,14 +384,22 @@ def sanity_answer(model, tokenizer, max_tokens: int = 20) -> str:
 # ---------------------------------------------------------------- the stage
 
 
-def is_complete(folder: Path) -> bool:
-    """A valid folder written by this converter version (else it is redone)."""
+def why_redo(folder: Path, expected: dict) -> str | None:
+    """Why a prepared folder cannot be reused (broken, unfinished, or made from something else), or None."""
     try:
         check_folder(folder)
         provenance = json.loads((Path(folder) / PROVENANCE).read_text(encoding="utf-8"))
-    except (ModelError, OSError, json.JSONDecodeError):
-        return False
-    return provenance.get("converter_version") == CONVERTER_VERSION
+    except ModelError as err:
+        return str(err)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return f"no readable {PROVENANCE} (an unfinished folder)"
+    wrong = [key for key, value in expected.items() if not isinstance(provenance, dict) or provenance.get(key) != value]
+    return f"its {PROVENANCE} does not match ({', '.join(wrong)})" if wrong else None
+
+
+def is_complete(folder: Path) -> bool:
+    """A valid folder written by this converter version (else it is redone)."""
+    return why_redo(folder, {"converter_version": CONVERTER_VERSION}) is None
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -502,20 +511,36 @@ def build_model_folder(out: Path, fill, source: str | Path, provenance: dict) ->
     return out
 
 
+def source_stamp(model: str | Path) -> str:
+    """What a derived folder was made from: for a local folder a digest of its config and weights (its
+    content, wherever it sits), for a hub id the id."""
+    if not is_local(model):
+        return str(model)
+    digest = hashlib.sha256()
+    for path in [Path(model) / "config.json", *sorted(Path(model).glob("*.safetensors"))]:
+        digest.update(f"{path.name} {sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
 def float32_copy(model: str | Path, models_dir: Path | None = None) -> Path:
-    """A float32, unquantized copy of `model` (made once, atomically) in `models_dir`: by default
-    beside a local model folder, in data/models for a hub id."""
+    """A float32, unquantized copy of `model` in `models_dir`: by default beside a local model folder,
+    in data/models for a hub id. Made atomically, and made again when the copy is broken (truncated
+    weights, no config.json, no provenance) or was made from other weights than `model` holds now."""
     from mlx_lm.convert import convert
 
     name = Path(str(model)).name if is_local(model) else str(model).replace("/", "--")
     if models_dir is None:
         models_dir = Path(model).parent if is_local(model) else MODELS
     out = Path(models_dir) / f"{name}-float32"
-    if (out / PROVENANCE).exists():
+    made_from = {"dtype": "float32", "source_stamp": source_stamp(model)}
+    reason = why_redo(out, made_from)
+    if reason is None:
         return out
+    if out.exists():
+        print(f"note: rebuilding {out}: {reason}", flush=True)
     return build_model_folder(
         out, lambda folder: convert(hf_path=str(model), mlx_path=str(folder), dtype="float32", dequantize=True),
-        model, {"dtype": "float32", "dequantized": True,
+        model, {**made_from, "dequantized": True,
                 "why": "CPU training: float32 matmuls go through BLAS, quantized ones do not"})
 
 

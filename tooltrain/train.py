@@ -9,6 +9,10 @@ shared-prefix loss (same value, less work) and validation batches that are the
 same at every validation (comparable losses). At the end `adapters.safetensors`
 holds the best-validation weights (the last ones stay in `last_adapters.safetensors`),
 and `training_record.json` and `loss_curves.png` sit beside them.
+
+A run works in `unfinished/` inside the adapter folder (log, checkpoints, best adapters so
+far); only a finished run moves its files over the previous run's, the record last. A run
+that fails or is stopped leaves the previous results as they were.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from .prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
 LOG_FILE = "train_log.jsonl"
 RECORD_FILE = "training_record.json"
 PLOT_FILE = "loss_curves.png"
+CONFIG_FILE = "adapter_config.json"  # mlx-lm's: how to rebuild the LoRA layers
+WORK_DIR = "unfinished"  # the run in progress (or stopped): its log, checkpoints and best adapters so far
 ADAPTER_FILE = "adapters.safetensors"  # what mlx-lm loads: the best-validation weights once training ends
 LAST_FILE = "last_adapters.safetensors"
 LOSS_BEST_FILE = "loss_best_adapters.safetensors"  # the best-validation-loss weights, kept beside for comparison
@@ -194,33 +200,37 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     """
     import mlx.core as mx
     import numpy as np
-    from mlx_lm import load
     from mlx_lm.lora import load_dataset, train_model
     from mlx_lm.tuner.datasets import CacheDataset
     from mlx_lm.tuner.trainer import evaluate
+    from mlx_lm.utils import save_config
+
+    from .modelprep import load_checked
 
     world = mx.distributed.init()
     lead = world.rank() == 0
     adapter_dir = Path(args.adapter_path)
+    work = adapter_dir / WORK_DIR
     counts = check_data(Path(args.data), args.batch_size)
-    state = resume_state(adapter_dir)
-    if lead:
-        _prepare_dir(adapter_dir, state)
+    state = resume_state(work)
     total_iters, done = args.iters, state["iteration"] if state else 0
     if state and lead:
         print(f"resuming {adapter_dir} from iteration {done} of {total_iters} "
               "(weights restored; optimizer state and data order start afresh)")
     started = time.perf_counter()
     np.random.seed(args.seed)  # as mlx_lm.lora does: batch order
-    model, tokenizer = load(str(args.model))
+    model, tokenizer = load_checked(args.model)
     train_set, valid_set, _ = load_dataset(args, tokenizer)
     seen = first_batches_digest(train_set, args, world)
-    recorder = Recorder(model, adapter_dir, args.save_every, offset=done, state=state, lead=lead,
-                        scorer=task_scorer(args, model, tokenizer, skip={total_iters - 1}))
+    scorer = task_scorer(args, model, tokenizer, skip={total_iters - 1})
+    if lead:  # only now that the model, the data and the task cases are in hand
+        _prepare_dir(work, state)
+    recorder = Recorder(model, work, args.save_every, offset=done, state=state, lead=lead, scorer=scorer)
     recorder.log({"kind": "start", "iteration": done, "of": total_iters, "ranks": world.size()})
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
-    run_args = types.SimpleNamespace(**{**vars(args), "iters": total_iters - done, "save_every": total_iters + 1,
-                                        "resume_adapter_file": str(adapter_dir / RESUME_FILE) if state else None})
+    run_args = types.SimpleNamespace(**{**vars(args), "adapter_path": str(work), "iters": total_iters - done,
+                                        "save_every": total_iters + 1,
+                                        "resume_adapter_file": str(work / RESUME_FILE) if state else None})
     prefix = [] if args.grad_checkpoint else shared_prefix([train_set, valid_set])
     built = []  # the loss, once train_model has put the LoRA layers in place
     # Called even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
@@ -240,11 +250,7 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
                     "final_weights_sha256": weights_digest(model)})
     if not lead:
         return None
-    recorder.save(adapter_dir / LAST_FILE)
-    shutil.copyfile(adapter_dir / BEST_SNAPSHOT, adapter_dir / ADAPTER_FILE)
-    shutil.copyfile(adapter_dir / LOSS_SNAPSHOT, adapter_dir / LOSS_BEST_FILE)
-    for name in (BEST_SNAPSHOT, LOSS_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_LOSS_BEST, RESUME_STATE):
-        (adapter_dir / name).unlink(missing_ok=True)
+    recorder.save(work / LAST_FILE)
     row_tokens = [len(train_set.process(train_set[i])[0]) for i in range(len(train_set))]
     environment = {**environment, "ranks": world.size(), "resumed_from_iteration": done,
                    "loss": (f"mlx-lm's masked loss, the {loss.prefix_length}-token prefix all rows share computed once "
@@ -252,10 +258,13 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
                             f"{loss.window}-token window over each answer (same value, less work)"
                             if hasattr(loss, "prefix_length") else "mlx-lm's default_loss"),
                    "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
-    record = build_record(args, read_log(adapter_dir), counts, time.perf_counter() - started, environment)
+    log = read_log(work)
+    record = build_record(args, log, counts, time.perf_counter() - started, environment,
+                          (work / BEST_SNAPSHOT).stat().st_size)
     record["peak_memory"] = _peak_memory_gb()
-    write_json(adapter_dir / RECORD_FILE, record)
-    plot_losses(read_log(adapter_dir), adapter_dir / PLOT_FILE, f"{Path(args.adapter_path).name}: {args.model}")
+    plot_losses(log, work / PLOT_FILE, f"{adapter_dir.name}: {args.model}")
+    save_config(dict(vars(args)), work / CONFIG_FILE)  # the whole run's settings, not what was left of a resumed one
+    _finish(work, adapter_dir, record, world.size())
     return record
 
 
@@ -335,22 +344,40 @@ def trainer_hooks(prefix: list[int], built: list, window: int | None = None):
         lora.train = original
 
 
-def _prepare_dir(adapter_dir: Path, state: dict | None) -> None:
-    """Clear what a new run makes stale. A fresh run drops the old log and best adapter; a resumed
-    one goes back to its checkpoint: log entries after it and any later best adapter are dropped."""
-    adapter_dir.mkdir(parents=True, exist_ok=True)
-    stale = [RECORD_FILE, *(p.name for p in adapter_dir.glob("rank*.json"))]
+def _prepare_dir(work: Path, state: dict | None) -> None:
+    """Ready the work folder. A fresh run drops what a run stopped before its first checkpoint left
+    there; a resumed one goes back to its checkpoint: log entries after it and any later best adapter
+    are dropped. The previous run's results beside it are not touched."""
+    work.mkdir(parents=True, exist_ok=True)
     if state is None:
-        stale += [LOG_FILE, BEST_SNAPSHOT, LOSS_SNAPSHOT]
+        for name in (LOG_FILE, BEST_SNAPSHOT, LOSS_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_LOSS_BEST):
+            (work / name).unlink(missing_ok=True)
     else:
-        kept = [e for e in read_log(adapter_dir) if e["iteration"] <= state["iteration"]]
-        with atomic_write(adapter_dir / LOG_FILE) as f:
+        kept = [e for e in read_log(work) if e["iteration"] <= state["iteration"]]
+        with atomic_write(work / LOG_FILE) as f:
             f.writelines(json.dumps(e) + "\n" for e in kept)
         for kept_file, snapshot in ((RESUME_BEST, BEST_SNAPSHOT), (RESUME_LOSS_BEST, LOSS_SNAPSHOT)):
-            if (adapter_dir / kept_file).exists():
-                shutil.copyfile(adapter_dir / kept_file, adapter_dir / snapshot)
-    for name in stale:
-        (adapter_dir / name).unlink(missing_ok=True)
+            if (work / kept_file).exists():
+                shutil.copyfile(work / kept_file, work / snapshot)
+
+
+# A finished run's files in the work folder, and their names in the adapter folder.
+RESULTS = {BEST_SNAPSHOT: ADAPTER_FILE, LOSS_SNAPSHOT: LOSS_BEST_FILE, LAST_FILE: LAST_FILE, CONFIG_FILE: CONFIG_FILE,
+           LOG_FILE: LOG_FILE, PLOT_FILE: PLOT_FILE}
+
+
+def _finish(work: Path, adapter_dir: Path, record: dict, ranks: int) -> None:
+    """Put a finished run's files in place of the previous run's, one rename each, the record last
+    (make waits for it); then drop what no longer belongs: other ranks' files, the work folder."""
+    (work / RESUME_STATE).unlink(missing_ok=True)  # a finished run is not resumed
+    for name, final in RESULTS.items():
+        os.replace(work / name, adapter_dir / final)
+    write_json(adapter_dir / RECORD_FILE, record)
+    ours = {f"rank{rank}.json" for rank in range(ranks)} if ranks > 1 else set()
+    for path in adapter_dir.glob("rank*.json"):
+        if path.name not in ours:
+            path.unlink()
+    shutil.rmtree(work)
 
 
 def first_batches_digest(train_set, args, world, count: int = 3) -> str:
@@ -381,7 +408,7 @@ def weights_digest(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_record(args, log: list[dict], counts: dict, wall_s: float, environment: dict) -> dict:
+def build_record(args, log: list[dict], counts: dict, wall_s: float, environment: dict, adapter_bytes: int) -> dict:
     vals = [e for e in log if e["kind"] == "val"]
     trains = [e for e in log if e["kind"] == "train"]
     tasks = [e for e in log if e["kind"] == "task"]
@@ -416,7 +443,7 @@ def build_record(args, log: list[dict], counts: dict, wall_s: float, environment
         "train_loss_last": round(trains[-1]["train_loss"], 4) if trains else None,
         **throughput(log, args.batch_size, environment["mean_row_tokens"]),
         "wall_time_s": round(wall_s, 1),  # this run's; a resumed run counts from its checkpoint
-        "adapter_size_bytes": (Path(args.adapter_path) / ADAPTER_FILE).stat().st_size,
+        "adapter_size_bytes": adapter_bytes,
         **environment,
     }
 
