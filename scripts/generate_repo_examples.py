@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from tooltrain import cli, paths
-from tooltrain.pipeline import build_repo_examples
+from tooltrain.pipeline import repo_examples, write_stage
 
 
 def main() -> None:
@@ -31,10 +31,11 @@ def main() -> None:
     parser.add_argument("--workers", type=cli.positive, default=None, help="parser processes (default: all cores)")
     args = parser.parse_args()
     cli.check_curated(args)
-    rows = build_repo_examples(args.repos_root, args.out, cli.repo_names(args.manifest, args.role),
-                               {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,
-                               args.curated_direct, title="Repository examples (19.2)", workers=args.workers,
-                               options=cli.row_options(args))
+    rows, files = repo_examples(args.repos_root, cli.repo_names(args.manifest, args.role),
+                                {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,
+                                args.curated_direct, title="Repository examples (19.2)", workers=args.workers,
+                                options=cli.row_options(args))
+    write_stage({args.out: files})
     print(f"wrote {len(rows)} examples to {args.out / paths.EXAMPLES_FILE}")
 
 

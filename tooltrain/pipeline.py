@@ -1,7 +1,7 @@
 """The data stages behind the scripts: generate examples, split them, merge phases.
 
-Each stage writes its files atomically, then DATA_CARD.md, then manifest.json
-last, and prints a timing line and counts.
+Each stage computes all its files first, then puts them in place together
+(DATA_CARD.md beside them, manifest.json last), and prints a timing line and counts.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import paths
-from .datacard import source_versions, summarize, write_provenance
+from .datacard import provenance, source_versions, summarize
 from .extract import extract_repos
 from .generate import RowOptions, generate_examples
-from .io import read_jsonl, write_json, write_jsonl
+from .io import json_text, jsonl_text, publish, read_jsonl
 from .split import SplitError, grouped_split, training_row
 
 SPLIT_FILE = "split.json"
@@ -29,10 +29,10 @@ def _say_time(stage: str, started: float, what: str) -> None:
     print(f"[time] {stage}: {time.perf_counter() - started:.2f}s ({what})")
 
 
-def build_repo_examples(repos_root: Path, out_dir: Path, repos: list[str], counts: dict[str, int], seed: int,
-                        curated_direct: int, curated_from_end: bool = False, title: str = "Repository examples",
-                        workers: int | None = None, options: RowOptions | None = None) -> list[dict]:
-    """Parse `repos`, generate exactly `counts` verified examples, write them with provenance."""
+def repo_examples(repos_root: Path, repos: list[str], counts: dict[str, int], seed: int, curated_direct: int,
+                  curated_from_end: bool = False, title: str = "Repository examples", workers: int | None = None,
+                  options: RowOptions | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Parse `repos` and generate exactly `counts` verified examples: the rows, and their folder's files by name."""
     missing = [repo for repo in repos if not (Path(repos_root) / repo).is_dir()]
     if missing:
         raise FileNotFoundError(f"repositories not found under {repos_root}: {', '.join(missing)} "
@@ -47,14 +47,10 @@ def build_repo_examples(repos_root: Path, out_dir: Path, repos: list[str], count
                                   options)
     _say_time("generate", started, f"{len(selection.rows)} examples, "
                                     f"{sum(selection.dropped.values())} candidates dropped by verification")
-    started = time.perf_counter()
-    out_file = Path(out_dir) / paths.EXAMPLES_FILE
-    write_jsonl(out_file, selection.rows)
     files_per_repo = Counter(f.path.split("/", 1)[0] for f in extraction.files)
     manifest = {
         "stage": title, "seed": seed, "repos": repos, "asked": counts, "curated_direct": curated_direct,
         "row_options": asdict(options),
-        "files": [paths.EXAMPLES_FILE],
         "python_files": {"scanned": extraction.scanned, "parsed": len(extraction.files),
                          "skipped": dict(sorted(extraction.skipped.items())), "per_repo": dict(files_per_repo)},
         "candidates_available": selection.available,
@@ -66,9 +62,15 @@ def build_repo_examples(repos_root: Path, out_dir: Path, repos: list[str], count
              "docstrings of the repository or hand-written answers. "
              + ("Each row shows a workspace map; its repository is often renamed or laid out the other way there, "
                 "and its call follows the map." if options.with_map else "Rows carry no workspace map (ablation).")]
-    _say_time("write", started, str(out_file))
-    write_provenance(Path(out_dir), title, manifest, selection.rows, notes)
-    return selection.rows
+    files = provenance(title, manifest, selection.rows, notes, {paths.EXAMPLES_FILE: jsonl_text(selection.rows)})
+    return selection.rows, files
+
+
+def write_stage(folders: dict[Path, dict[str, str]]) -> None:
+    """Put a stage's folders in place together (`io.publish`: its manifests last)."""
+    started = time.perf_counter()
+    publish(folders)
+    _say_time("write", started, ", ".join(map(str, folders)))
 
 
 def load_examples(*files: Path) -> list[dict]:
@@ -80,9 +82,10 @@ def load_examples(*files: Path) -> list[dict]:
     return rows
 
 
-def split_and_write(out_dir: Path, kept: list[dict], kept_split: dict | None, new: list[dict], valid_total: int,
-                    seed: int, title: str, inputs: list[str]) -> tuple[list[dict], list[dict]]:
-    """Keep every `kept` row on its side of `kept_split`, split `new` so valid holds `valid_total` rows."""
+def split_files(kept: list[dict], kept_split: dict | None, new: list[dict], valid_total: int, seed: int, title: str,
+                inputs: list[str]) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """Keep every `kept` row on its side of `kept_split`, split `new` so valid holds `valid_total` rows:
+    (train, valid, the split folder's files by name)."""
     started = time.perf_counter()
     rows = kept + new
     ids = [row["id"] for row in rows]
@@ -97,21 +100,15 @@ def split_and_write(out_dir: Path, kept: list[dict], kept_split: dict | None, ne
             raise SplitError(f"{len(missing)} kept rows are not in the earlier split (e.g. {missing[0]})")
         fixed = {index: side_of[row["id"]] for index, row in enumerate(kept)}
     train, valid = grouped_split(rows, valid_total, random.Random(seed), fixed)
-    out_dir = Path(out_dir)
-    write_jsonl(out_dir / "train.jsonl", map(training_row, train))
-    write_jsonl(out_dir / "valid.jsonl", map(training_row, valid))
-    write_json(out_dir / SPLIT_FILE, {"train": [r["id"] for r in train], "valid": [r["id"] for r in valid]})
     _say_time("split", started, f"{len(train)} train / {len(valid)} valid")
-    manifest = {
-        "stage": title, "seed": seed, "inputs": inputs, "valid_total": valid_total,
-        "train": summarize(train), "valid": summarize(valid),
-        "files": ["train.jsonl", "valid.jsonl", SPLIT_FILE],
-    }
+    manifest = {"stage": title, "seed": seed, "inputs": inputs, "valid_total": valid_total,
+                "train": summarize(train), "valid": summarize(valid)}
     notes = [f"{len(train)} train / {len(valid)} valid rows in mlx-lm's tools chat format "
              "(`{\"messages\", \"tools\"}`). Rows about the same symbol or file, and questions equal after "
              "normalisation, never straddle the split." + (" Every earlier row keeps its side." if kept else "")]
-    write_provenance(out_dir, title, manifest, rows, notes)
-    return train, valid
+    files = {"train.jsonl": jsonl_text(map(training_row, train)), "valid.jsonl": jsonl_text(map(training_row, valid)),
+             SPLIT_FILE: json_text({"train": [r["id"] for r in train], "valid": [r["id"] for r in valid]})}
+    return train, valid, provenance(title, manifest, rows, notes, files)
 
 
 def read_split(folder: Path) -> dict:
@@ -135,7 +132,8 @@ def merge_phase(doc: str, kept_examples: list[str], kept_split: str, new_example
     new_files = [data / name / paths.EXAMPLES_FILE for name in new_examples]
     kept, fresh = load_examples(*kept_files), load_examples(*new_files)
     inputs = [f"{name}/{paths.EXAMPLES_FILE}" for name in kept_examples + new_examples] + [f"{kept_split}/{SPLIT_FILE}"]
-    train, valid_rows = split_and_write(data / out, kept, read_split(data / kept_split), fresh, args.valid,
-                                        args.seed, title, inputs)
+    train, valid_rows, files = split_files(kept, read_split(data / kept_split), fresh, args.valid, args.seed, title,
+                                           inputs)
+    write_stage({data / out: files})
     print(f"{title}: {len(kept)} kept + {len(fresh)} new = {len(train) + len(valid_rows)} "
           f"-> {len(train)} train / {len(valid_rows)} valid in {data / out}")
