@@ -8,11 +8,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 
 class MalformedJSONL(ValueError):
-    """A JSONL line that is not one JSON object; names the file and line."""
+    """A JSON(L) file or line that cannot be used; names the file (and line)."""
 
 
 MANIFEST = "manifest.json"
@@ -90,11 +90,16 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> int:
     return count
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSONL file; a blank line is skipped, anything else that is not an object is an error."""
+def read_jsonl(path: Path, check: Callable[[dict], str | None] | None = None) -> list[dict]:
+    """Read a JSONL file; a blank line is skipped, anything else that is not an object is an error naming file
+    and line, and so is a row for which `check` names a problem."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedJSONL(f"{path}:{number}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
@@ -103,8 +108,20 @@ def read_jsonl(path: Path) -> list[dict]:
                 raise MalformedJSONL(f"{path}:{number}: not valid JSON ({err.msg})") from None
             if not isinstance(row, dict):
                 raise MalformedJSONL(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            if check and (problem := check(row)):
+                raise MalformedJSONL(f"{path}:{number}: {problem}")
             rows.append(row)
     return rows
+
+
+def read_json(path: Path):
+    """A JSON file's data; text that is not UTF-8 JSON is an error naming the file."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MalformedJSONL(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise MalformedJSONL(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
 
 
 def write_json(path: Path, data) -> None:

@@ -7,7 +7,6 @@ Each stage computes all its files first, then puts them in place together
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from collections import Counter
@@ -17,8 +16,8 @@ from pathlib import Path
 from . import paths
 from .datacard import provenance, source_versions, summarize
 from .extract import extract_repos
-from .generate import RowOptions, generate_examples
-from .io import json_text, jsonl_text, publish, read_jsonl
+from .generate import LABELS, RowOptions, generate_examples
+from .io import json_text, jsonl_text, publish, read_json, read_jsonl
 from .split import SplitError, grouped_split, training_row
 
 SPLIT_FILE = "split.json"
@@ -73,12 +72,39 @@ def write_stage(folders: dict[Path, dict[str, str]]) -> None:
     _say_time("write", started, ", ".join(map(str, folders)))
 
 
+EXAMPLE_KEYS = ("id", "label", "domain", "source", "messages", "tools")
+
+
+def example_problem(row: dict) -> str | None:
+    """What makes a row unusable as an example (DESIGN.md's data contract), or None."""
+    if missing := [key for key in EXAMPLE_KEYS if key not in row]:
+        return f"row has no {', '.join(map(repr, missing))}"
+    if not isinstance(row["id"], str) or not row["id"]:
+        return f"'id' is not a non-empty string: {row['id']!r}"
+    if row["label"] not in LABELS:
+        return f"unknown label {row['label']!r} (expected one of {', '.join(LABELS)})"
+    if not isinstance(row["source"], dict) or "repo" not in row["source"]:
+        return "'source' is not an object with a 'repo'"
+    messages = row["messages"]
+    if (not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
+            or not any(m.get("role") == "user" and isinstance(m.get("content"), str) for m in messages)
+            or messages[-1].get("role") != "assistant"):
+        return "'messages' is not a conversation with a user question and an assistant answer"
+    if not isinstance(row["tools"], list):
+        return "'tools' is not a list"
+    return None
+
+
 def load_examples(*files: Path) -> list[dict]:
+    """Rows of example files; a missing or empty file, or a row that breaks the data contract, is an error."""
     rows = []
     for file in files:
         if not Path(file).exists():
             raise FileNotFoundError(f"{file} is missing: run the stage that writes it first")
-        rows.extend(read_jsonl(Path(file)))
+        found = read_jsonl(Path(file), example_problem)
+        if not found:
+            raise ValueError(f"{file} holds no examples: run the stage that writes it again")
+        rows.extend(found)
     return rows
 
 
@@ -112,10 +138,16 @@ def split_files(kept: list[dict], kept_split: dict | None, new: list[dict], vali
 
 
 def read_split(folder: Path) -> dict:
+    """An earlier stage's split.json: {"train": [ids], "valid": [ids]}; anything else is an error naming it."""
     path = Path(folder) / SPLIT_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the stage that writes it first")
-    return json.loads(path.read_text())
+    split = read_json(path)
+    if not (isinstance(split, dict) and all(isinstance(split.get(side), list)
+                                            and all(isinstance(i, str) for i in split[side])
+                                            for side in ("train", "valid"))):
+        raise ValueError(f'{path}: expected {{"train": [ids], "valid": [ids]}}: run the stage that writes it again')
+    return split
 
 
 def merge_phase(doc: str, kept_examples: list[str], kept_split: str, new_examples: list[str], out: str,
