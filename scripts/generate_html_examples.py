@@ -25,6 +25,7 @@ def main() -> None:
     cli.add_common(parser, {"grep": 9, "read": 5, "direct": 16})
     parser.add_argument("--out", type=Path, default=paths.HTML_EXAMPLES)
     args = parser.parse_args()
+    cli.check_counts(args)
     started = time.perf_counter()
     counts = {"grep": args.grep, "read": args.read, "direct": args.direct}
     repos = cli.repo_names(args.manifest, "train")

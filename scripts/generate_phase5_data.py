@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--examples-out", type=Path, default=paths.PHASE5_EXAMPLES)
     parser.add_argument("--out", type=Path, default=paths.PHASE5_FORMAT)
     args = parser.parse_args()
-    cli.check_curated(args)
+    cli.check_counts(args)
     # The curated list is read from its end here, so Phase 5 and 19.2 never share a curated row.
     rows, examples = repo_examples(args.repos_root, cli.repo_names(args.manifest, "phase5"),
                                    {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import paths
+from .cli import count
 from .datacard import provenance, source_versions, summarize
 from .extract import extract_repos
 from .generate import LABELS, RowOptions, generate_examples
@@ -156,7 +157,7 @@ def merge_phase(doc: str, kept_examples: list[str], kept_split: str, new_example
     (`kept_examples`, split as in `kept_split`) keep their sides and the `new_examples` rows are split in."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="one seed for all randomness (default 0)")
-    parser.add_argument("--valid", type=int, default=valid, help=f"rows in valid in total (default {valid})")
+    parser.add_argument("--valid", type=count, default=valid, help=f"rows in valid in total (default {valid})")
     parser.add_argument("--data-dir", type=Path, default=paths.DATA, help="folder holding the stages' outputs")
     args = parser.parse_args()
     data = args.data_dir
