@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark bench-training ask doctor test clean-data
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark bench-training ask doctor test clean-data FORCE
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -30,6 +30,16 @@ GEN_CODE := $(COMMON_CODE) tooltrain/extract.py tooltrain/generate.py tooltrain/
 	tooltrain/resources/general_qa.jsonl tooltrain/resources/library_qa.jsonl \
 	tooltrain/resources/library_code_qa.jsonl tooltrain/resources/world_qa.jsonl
 SPLIT_CODE := $(COMMON_CODE) tooltrain/pipeline.py tooltrain/split.py
+
+# A variable that changes what a target writes is a prerequisite of that target, as a file holding its
+# value: rewritten only when the value changes, so `SEED=1 make data` rebuilds and a second run does not.
+# A first stamp is back-dated (outputs already there count as made with this value). `+`: it runs under
+# make -n too, so a dry run shows what a new value would rebuild.
+SEED_VAR := data/.make/SEED
+MODEL_VAR := data/.make/MODEL
+data/.make/%: FORCE
+	+@mkdir -p $(@D); if [ ! -e $@ ]; then printf '%s\n' '$($*)' > $@; touch -t 200001010000 $@; \
+	elif [ "$$(cat $@)" != '$($*)' ]; then printf '%s\n' '$($*)' > $@; fi
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%/.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | expand -t 14
@@ -48,20 +58,20 @@ repos: $(REPOS) ## 19.1 fetch the pinned source repositories into data/repos/
 $(REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
 	$(PY) -m scripts.clone_popular_repos
 
-$(REPO_EXAMPLES): $(REPOS) scripts/generate_repo_examples.py $(GEN_CODE)
+$(REPO_EXAMPLES): $(SEED_VAR) $(REPOS) scripts/generate_repo_examples.py $(GEN_CODE)
 	$(PY) -m scripts.generate_repo_examples --seed $(SEED)
 
-$(PHASE5_DATA): $(REPOS) scripts/generate_phase5_data.py $(GEN_CODE)
+$(PHASE5_DATA): $(SEED_VAR) $(REPOS) scripts/generate_phase5_data.py $(GEN_CODE)
 	$(PY) -m scripts.generate_phase5_data --seed $(SEED)
 
-$(HTML_EXAMPLES): $(REPOS) scripts/generate_html_examples.py tooltrain/html_examples.py \
+$(HTML_EXAMPLES): $(SEED_VAR) $(REPOS) scripts/generate_html_examples.py tooltrain/html_examples.py \
 		tooltrain/resources/html_qa.jsonl $(GEN_CODE)
 	$(PY) -m scripts.generate_html_examples --seed $(SEED)
 
-$(PHASE6_DATA): $(PHASE5_DATA) $(REPO_EXAMPLES) scripts/merge_phase6_data.py $(SPLIT_CODE)
+$(PHASE6_DATA): $(SEED_VAR) $(PHASE5_DATA) $(REPO_EXAMPLES) scripts/merge_phase6_data.py $(SPLIT_CODE)
 	$(PY) -m scripts.merge_phase6_data --seed $(SEED)
 
-$(PHASE7_DATA): $(PHASE6_DATA) $(HTML_EXAMPLES) scripts/merge_phase7_data.py $(SPLIT_CODE)
+$(PHASE7_DATA): $(SEED_VAR) $(PHASE6_DATA) $(HTML_EXAMPLES) scripts/merge_phase7_data.py $(SPLIT_CODE)
 	$(PY) -m scripts.merge_phase7_data --seed $(SEED)
 
 data: $(PHASE7_DATA) ## 19.1-19.5 every data set: repos, examples, Phase 5/6/7 splits
@@ -96,7 +106,7 @@ data/eval/phase%_valid.jsonl: data/phase%_format/manifest.json scripts/make_in_d
 
 # adapters_phaseN/training_record.json is written last, when training has finished.
 adapters_phase%/training_record.json: configs/lora_phase%.yaml data/phase%_format/manifest.json \
-		data/eval/phase%_valid.jsonl $(MODEL_STAMP) $(TRAIN_CODE)
+		data/eval/phase%_valid.jsonl $(MODEL_STAMP) $(MODEL_VAR) $(SEED_VAR) $(TRAIN_CODE)
 	$(LAUNCH) $(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
 
 FUSED := data/models/phase5-fused-8bit/provenance.json
@@ -129,7 +139,7 @@ $(HOLDOUT_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_re
 $(BENCH_LOG): adapters_phase5/training_record.json adapters_phase6/training_record.json \
 		adapters_phase7/training_record.json $(FUSED) $(EVAL_REPOS) $(HOLDOUT_REPOS) $(IN_DIST_EVAL) \
 		data/eval/unseen_repos.jsonl data/eval/holdout_repos.jsonl \
-		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(BENCH_CODE)
+		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(MODEL_VAR) $(BENCH_CODE)
 	$(PY) benchmark_phase5_vs_base.py --base-model $(MODEL)
 
 benchmark: $(BENCH_LOG) ## 19.6 base vs Phase 5, 5 fused-8bit, 6, 7 on three eval sets: .log, .json, .png

@@ -1,6 +1,7 @@
 """Report what training will run on: platform, MLX device, live BLAS and its speed, the model.
 
-Reads nothing but the model folder (only whether it exists); writes nothing.
+Reads the model folder (checks its files, loads nothing); writes nothing. A folder that is there but
+unusable (a garbage config.json, no weights, ...) is named on the model line, and the exit code is 1.
 On Linux it measures float32 matmul GFLOP/s twice, in this process (stock
 unless you started it preloaded) and in a child run with the optimized BLAS
 environment, so the ratio shows side by side.
@@ -11,12 +12,11 @@ environment, so the ratio shows side by side.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from pathlib import Path
 
-from tooltrain import blas
+from tooltrain import blas, cli, modelprep
 from tooltrain.paths import MODELS
 
 DEFAULT_MODEL = MODELS / "smollm2-135m-instruct"
@@ -30,7 +30,7 @@ def _blas_line(info: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="mlx-lm model folder (default: %(default)s)")
-    ap.add_argument("--repeats", type=int, default=10, help="timed matmuls per measurement; the median counts")
+    ap.add_argument("--repeats", type=cli.positive, default=10, help="timed matmuls per measurement; the median counts")
     ap.add_argument("--no-child", action="store_true", help="skip the child run with the optimized BLAS")
     args = ap.parse_args(argv)
 
@@ -52,16 +52,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"BLAS child    {_blas_line(child)}")
         print(f"GFLOP/s child {child['gflops']:.1f}  ({child['gflops'] / here.gflops:.1f}x this process)")
 
-    model = args.model
-    state = "missing"
-    if (model / "config.json").is_file():
-        quant = json.loads((model / "config.json").read_text(encoding="utf-8")).get("quantization")
-        # Quantized and bfloat16 matmuls never reach BLAS on a CPU; float32 ones do.
-        state = f"present, {quant['bits']}-bit quantized" if quant else "present, not quantized"
-    elif model.is_dir():
-        state = "folder without config.json"
-    print(f"model         {model} ({state})")
-    return 0
+    state, code = _model_state(args.model)
+    print(f"model         {args.model} ({state})")
+    return code
+
+
+def _model_state(model: Path) -> tuple[str, int]:
+    """What the model folder holds, and the exit code: a broken folder is 1, a missing one 0 (make model)."""
+    if not model.exists():
+        return "missing", 0
+    try:
+        quant = modelprep.check_folder(model).get("quantization")
+        if quant is not None and not (isinstance(quant, dict) and isinstance(quant.get("bits"), int)):
+            raise modelprep.ModelError(f"{model / 'config.json'}: 'quantization' has no whole number 'bits'")
+    except modelprep.ModelError as err:
+        return f"unusable: {err}", 1
+    # Quantized and bfloat16 matmuls never reach BLAS on a CPU; float32 ones do.
+    return (f"present, {quant['bits']}-bit quantized" if quant else "present, not quantized"), 0
 
 
 if __name__ == "__main__":

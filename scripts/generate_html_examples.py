@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from tooltrain import cli, paths
-from tooltrain.datacard import write_provenance
+from tooltrain.datacard import provenance
 from tooltrain.html_examples import generate_html_examples
-from tooltrain.io import write_jsonl
+from tooltrain.io import jsonl_text
+from tooltrain.pipeline import write_stage
 
 
 def main() -> None:
@@ -24,17 +25,16 @@ def main() -> None:
     cli.add_common(parser, {"grep": 9, "read": 5, "direct": 16})
     parser.add_argument("--out", type=Path, default=paths.HTML_EXAMPLES)
     args = parser.parse_args()
+    cli.check_counts(args)
     started = time.perf_counter()
     counts = {"grep": args.grep, "read": args.read, "direct": args.direct}
     repos = cli.repo_names(args.manifest, "train")
     rows = generate_html_examples(args.repos_root, repos, counts, args.seed, cli.row_options(args))
-    write_jsonl(args.out / paths.EXAMPLES_FILE, rows)
     print(f"[time] html: {time.perf_counter() - started:.2f}s ({len(rows)} examples)")
-    write_provenance(args.out, "HTML examples (19.3)",
-                     {"stage": "HTML examples (19.3)", "seed": args.seed, "repos": repos, "asked": counts,
-                      "files": [paths.EXAMPLES_FILE]},
-                     rows, ["Grep and read examples point at real HTML files under data/repos/ and were run "
-                            "for real; direct answers come from the curated HTML concept list."])
+    write_stage({args.out: provenance(
+        "HTML examples (19.3)", {"stage": "HTML examples (19.3)", "seed": args.seed, "repos": repos, "asked": counts},
+        rows, ["Grep and read examples point at real HTML files under data/repos/ and were run for real; direct "
+               "answers come from the curated HTML concept list."], {paths.EXAMPLES_FILE: jsonl_text(rows)})})
     print(f"wrote {len(rows)} examples to {args.out / paths.EXAMPLES_FILE}")
 
 

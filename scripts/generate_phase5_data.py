@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from tooltrain import cli, paths
-from tooltrain.pipeline import build_repo_examples, split_and_write
+from tooltrain.pipeline import repo_examples, split_files, write_stage
 
 
 def main() -> None:
@@ -25,14 +25,16 @@ def main() -> None:
     parser.add_argument("--examples-out", type=Path, default=paths.PHASE5_EXAMPLES)
     parser.add_argument("--out", type=Path, default=paths.PHASE5_FORMAT)
     args = parser.parse_args()
-    cli.check_curated(args)
+    cli.check_counts(args)
     # The curated list is read from its end here, so Phase 5 and 19.2 never share a curated row.
-    rows = build_repo_examples(args.repos_root, args.examples_out, cli.repo_names(args.manifest, "phase5"),
-                               {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,
-                               args.curated_direct, curated_from_end=True, title="Phase 5 examples",
-                               options=cli.row_options(args))
-    train, valid = split_and_write(args.out, [], None, rows, args.valid, args.seed, "Phase 5 data",
-                                   [f"{args.examples_out.name}/{paths.EXAMPLES_FILE}"])
+    rows, examples = repo_examples(args.repos_root, cli.repo_names(args.manifest, "phase5"),
+                                   {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,
+                                   args.curated_direct, curated_from_end=True, title="Phase 5 examples",
+                                   options=cli.row_options(args))
+    train, valid, split = split_files([], None, rows, args.valid, args.seed, "Phase 5 data",
+                                      [f"{args.examples_out.name}/{paths.EXAMPLES_FILE}"])
+    # Both folders or neither: the examples are not replaced unless their split can be made too.
+    write_stage({args.examples_out: examples, args.out: split})
     print(f"phase 5: {len(rows)} examples -> {len(train)} train / {len(valid)} valid in {args.out}")
 
 

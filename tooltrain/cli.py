@@ -25,9 +25,11 @@ def positive(text: str) -> int:
     return value
 
 
-def check_curated(args: argparse.Namespace) -> None:
-    """Hand-written direct rows are a part of the direct rows, never more."""
-    if args.curated_direct > args.direct:
+def check_counts(args: argparse.Namespace) -> None:
+    """A data set has at least one row; hand-written direct rows are a part of the direct rows, never more."""
+    if not (args.grep or args.read or args.direct):
+        raise ValueError("--grep, --read and --direct are all 0: nothing to generate")
+    if getattr(args, "curated_direct", 0) > args.direct:
         raise ValueError(f"--curated-direct {args.curated_direct} is more than --direct {args.direct}")
 
 
@@ -52,8 +54,11 @@ def row_options(args: argparse.Namespace) -> RowOptions:
 
 
 def repo_names(manifest: Path, role: str) -> list[str]:
-    """Names of the manifest's repositories of one role, in manifest order."""
-    return [spec.name for spec in repos.select(repos.load_manifest(manifest), role=role)]
+    """Names of the manifest's repositories of one role, in manifest order (none is an error)."""
+    names = [spec.name for spec in repos.select(repos.load_manifest(manifest), role=role)]
+    if not names:
+        raise ValueError(f"{manifest} has no repositories of role {role!r}")
+    return names
 
 
 def run(main) -> None:

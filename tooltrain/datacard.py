@@ -7,7 +7,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from .io import sha256_file, write_json, write_text
+from .io import MANIFEST, json_text, sha256_text
 
 
 def question_of(row: dict) -> str:
@@ -92,11 +92,9 @@ def data_card(title: str, summary: dict, notes: list[str]) -> str:
     return "\n".join(parts)
 
 
-def write_provenance(out_dir: Path, title: str, manifest: dict, rows: list[dict], notes: list[str]) -> None:
-    """Write DATA_CARD.md, then manifest.json last (its presence marks the stage complete)."""
+def provenance(title: str, manifest: dict, rows: list[dict], notes: list[str], files: dict[str, str]) -> dict[str, str]:
+    """A stage folder's files by name: `files`, DATA_CARD.md, and manifest.json with the sha256 of each file
+    (written last by `io.publish`: its presence marks the stage complete)."""
     summary = summarize(rows)
-    manifest = {**manifest, "summary": summary}
-    files = manifest.get("files", {})
-    manifest["files"] = {name: sha256_file(Path(out_dir) / name) for name in files}
-    write_text(Path(out_dir) / "DATA_CARD.md", data_card(title, summary, notes))
-    write_json(Path(out_dir) / "manifest.json", manifest)
+    manifest = {**manifest, "files": {name: sha256_text(text) for name, text in files.items()}, "summary": summary}
+    return {**files, "DATA_CARD.md": data_card(title, summary, notes), MANIFEST: json_text(manifest)}

@@ -1,13 +1,12 @@
 """The data stages behind the scripts: generate examples, split them, merge phases.
 
-Each stage writes its files atomically, then DATA_CARD.md, then manifest.json
-last, and prints a timing line and counts.
+Each stage computes all its files first, then puts them in place together
+(DATA_CARD.md beside them, manifest.json last), and prints a timing line and counts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from collections import Counter
@@ -15,10 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import paths
-from .datacard import source_versions, summarize, write_provenance
+from .cli import count
+from .datacard import provenance, source_versions, summarize
 from .extract import extract_repos
-from .generate import RowOptions, generate_examples
-from .io import read_jsonl, write_json, write_jsonl
+from .generate import LABELS, RowOptions, generate_examples
+from .io import json_text, jsonl_text, publish, read_json, read_jsonl
 from .split import SplitError, grouped_split, training_row
 
 SPLIT_FILE = "split.json"
@@ -29,10 +29,10 @@ def _say_time(stage: str, started: float, what: str) -> None:
     print(f"[time] {stage}: {time.perf_counter() - started:.2f}s ({what})")
 
 
-def build_repo_examples(repos_root: Path, out_dir: Path, repos: list[str], counts: dict[str, int], seed: int,
-                        curated_direct: int, curated_from_end: bool = False, title: str = "Repository examples",
-                        workers: int | None = None, options: RowOptions | None = None) -> list[dict]:
-    """Parse `repos`, generate exactly `counts` verified examples, write them with provenance."""
+def repo_examples(repos_root: Path, repos: list[str], counts: dict[str, int], seed: int, curated_direct: int,
+                  curated_from_end: bool = False, title: str = "Repository examples", workers: int | None = None,
+                  options: RowOptions | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Parse `repos` and generate exactly `counts` verified examples: the rows, and their folder's files by name."""
     missing = [repo for repo in repos if not (Path(repos_root) / repo).is_dir()]
     if missing:
         raise FileNotFoundError(f"repositories not found under {repos_root}: {', '.join(missing)} "
@@ -47,14 +47,10 @@ def build_repo_examples(repos_root: Path, out_dir: Path, repos: list[str], count
                                   options)
     _say_time("generate", started, f"{len(selection.rows)} examples, "
                                     f"{sum(selection.dropped.values())} candidates dropped by verification")
-    started = time.perf_counter()
-    out_file = Path(out_dir) / paths.EXAMPLES_FILE
-    write_jsonl(out_file, selection.rows)
     files_per_repo = Counter(f.path.split("/", 1)[0] for f in extraction.files)
     manifest = {
         "stage": title, "seed": seed, "repos": repos, "asked": counts, "curated_direct": curated_direct,
         "row_options": asdict(options),
-        "files": [paths.EXAMPLES_FILE],
         "python_files": {"scanned": extraction.scanned, "parsed": len(extraction.files),
                          "skipped": dict(sorted(extraction.skipped.items())), "per_repo": dict(files_per_repo)},
         "candidates_available": selection.available,
@@ -66,23 +62,57 @@ def build_repo_examples(repos_root: Path, out_dir: Path, repos: list[str], count
              "docstrings of the repository or hand-written answers. "
              + ("Each row shows a workspace map; its repository is often renamed or laid out the other way there, "
                 "and its call follows the map." if options.with_map else "Rows carry no workspace map (ablation).")]
-    _say_time("write", started, str(out_file))
-    write_provenance(Path(out_dir), title, manifest, selection.rows, notes)
-    return selection.rows
+    files = provenance(title, manifest, selection.rows, notes, {paths.EXAMPLES_FILE: jsonl_text(selection.rows)})
+    return selection.rows, files
+
+
+def write_stage(folders: dict[Path, dict[str, str]]) -> None:
+    """Put a stage's folders in place together (`io.publish`: its manifests last)."""
+    started = time.perf_counter()
+    publish(folders)
+    _say_time("write", started, ", ".join(map(str, folders)))
+
+
+EXAMPLE_KEYS = ("id", "label", "domain", "source", "messages", "tools")
+
+
+def example_problem(row: dict) -> str | None:
+    """What makes a row unusable as an example (DESIGN.md's data contract), or None."""
+    if missing := [key for key in EXAMPLE_KEYS if key not in row]:
+        return f"row has no {', '.join(map(repr, missing))}"
+    if not isinstance(row["id"], str) or not row["id"]:
+        return f"'id' is not a non-empty string: {row['id']!r}"
+    if row["label"] not in LABELS:
+        return f"unknown label {row['label']!r} (expected one of {', '.join(LABELS)})"
+    if not isinstance(row["source"], dict) or "repo" not in row["source"]:
+        return "'source' is not an object with a 'repo'"
+    messages = row["messages"]
+    if (not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages)
+            or not any(m.get("role") == "user" and isinstance(m.get("content"), str) for m in messages)
+            or messages[-1].get("role") != "assistant"):
+        return "'messages' is not a conversation with a user question and an assistant answer"
+    if not isinstance(row["tools"], list):
+        return "'tools' is not a list"
+    return None
 
 
 def load_examples(*files: Path) -> list[dict]:
+    """Rows of example files; a missing or empty file, or a row that breaks the data contract, is an error."""
     rows = []
     for file in files:
         if not Path(file).exists():
             raise FileNotFoundError(f"{file} is missing: run the stage that writes it first")
-        rows.extend(read_jsonl(Path(file)))
+        found = read_jsonl(Path(file), example_problem)
+        if not found:
+            raise ValueError(f"{file} holds no examples: run the stage that writes it again")
+        rows.extend(found)
     return rows
 
 
-def split_and_write(out_dir: Path, kept: list[dict], kept_split: dict | None, new: list[dict], valid_total: int,
-                    seed: int, title: str, inputs: list[str]) -> tuple[list[dict], list[dict]]:
-    """Keep every `kept` row on its side of `kept_split`, split `new` so valid holds `valid_total` rows."""
+def split_files(kept: list[dict], kept_split: dict | None, new: list[dict], valid_total: int, seed: int, title: str,
+                inputs: list[str]) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """Keep every `kept` row on its side of `kept_split`, split `new` so valid holds `valid_total` rows:
+    (train, valid, the split folder's files by name)."""
     started = time.perf_counter()
     rows = kept + new
     ids = [row["id"] for row in rows]
@@ -97,28 +127,28 @@ def split_and_write(out_dir: Path, kept: list[dict], kept_split: dict | None, ne
             raise SplitError(f"{len(missing)} kept rows are not in the earlier split (e.g. {missing[0]})")
         fixed = {index: side_of[row["id"]] for index, row in enumerate(kept)}
     train, valid = grouped_split(rows, valid_total, random.Random(seed), fixed)
-    out_dir = Path(out_dir)
-    write_jsonl(out_dir / "train.jsonl", map(training_row, train))
-    write_jsonl(out_dir / "valid.jsonl", map(training_row, valid))
-    write_json(out_dir / SPLIT_FILE, {"train": [r["id"] for r in train], "valid": [r["id"] for r in valid]})
     _say_time("split", started, f"{len(train)} train / {len(valid)} valid")
-    manifest = {
-        "stage": title, "seed": seed, "inputs": inputs, "valid_total": valid_total,
-        "train": summarize(train), "valid": summarize(valid),
-        "files": ["train.jsonl", "valid.jsonl", SPLIT_FILE],
-    }
+    manifest = {"stage": title, "seed": seed, "inputs": inputs, "valid_total": valid_total,
+                "train": summarize(train), "valid": summarize(valid)}
     notes = [f"{len(train)} train / {len(valid)} valid rows in mlx-lm's tools chat format "
              "(`{\"messages\", \"tools\"}`). Rows about the same symbol or file, and questions equal after "
              "normalisation, never straddle the split." + (" Every earlier row keeps its side." if kept else "")]
-    write_provenance(out_dir, title, manifest, rows, notes)
-    return train, valid
+    files = {"train.jsonl": jsonl_text(map(training_row, train)), "valid.jsonl": jsonl_text(map(training_row, valid)),
+             SPLIT_FILE: json_text({"train": [r["id"] for r in train], "valid": [r["id"] for r in valid]})}
+    return train, valid, provenance(title, manifest, rows, notes, files)
 
 
 def read_split(folder: Path) -> dict:
+    """An earlier stage's split.json: {"train": [ids], "valid": [ids]}; anything else is an error naming it."""
     path = Path(folder) / SPLIT_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run the stage that writes it first")
-    return json.loads(path.read_text())
+    split = read_json(path)
+    if not (isinstance(split, dict) and all(isinstance(split.get(side), list)
+                                            and all(isinstance(i, str) for i in split[side])
+                                            for side in ("train", "valid"))):
+        raise ValueError(f'{path}: expected {{"train": [ids], "valid": [ids]}}: run the stage that writes it again')
+    return split
 
 
 def merge_phase(doc: str, kept_examples: list[str], kept_split: str, new_examples: list[str], out: str,
@@ -127,7 +157,7 @@ def merge_phase(doc: str, kept_examples: list[str], kept_split: str, new_example
     (`kept_examples`, split as in `kept_split`) keep their sides and the `new_examples` rows are split in."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="one seed for all randomness (default 0)")
-    parser.add_argument("--valid", type=int, default=valid, help=f"rows in valid in total (default {valid})")
+    parser.add_argument("--valid", type=count, default=valid, help=f"rows in valid in total (default {valid})")
     parser.add_argument("--data-dir", type=Path, default=paths.DATA, help="folder holding the stages' outputs")
     args = parser.parse_args()
     data = args.data_dir
@@ -135,7 +165,8 @@ def merge_phase(doc: str, kept_examples: list[str], kept_split: str, new_example
     new_files = [data / name / paths.EXAMPLES_FILE for name in new_examples]
     kept, fresh = load_examples(*kept_files), load_examples(*new_files)
     inputs = [f"{name}/{paths.EXAMPLES_FILE}" for name in kept_examples + new_examples] + [f"{kept_split}/{SPLIT_FILE}"]
-    train, valid_rows = split_and_write(data / out, kept, read_split(data / kept_split), fresh, args.valid,
-                                        args.seed, title, inputs)
+    train, valid_rows, files = split_files(kept, read_split(data / kept_split), fresh, args.valid, args.seed, title,
+                                           inputs)
+    write_stage({data / out: files})
     print(f"{title}: {len(kept)} kept + {len(fresh)} new = {len(train) + len(valid_rows)} "
           f"-> {len(train)} train / {len(valid_rows)} valid in {data / out}")
