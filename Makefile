@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark bench-training ask doctor test clean-data FORCE
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark timings bench-training ask doctor test clean-data FORCE
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -41,38 +41,46 @@ data/.make/%: FORCE
 	+@mkdir -p $(@D); if [ ! -e $@ ]; then printf '%s\n' '$($*)' > $@; touch -t 200001010000 $@; \
 	elif [ "$$(cat $@)" != '$($*)' ]; then printf '%s\n' '$($*)' > $@; fi
 
+# Every stage's command runs under $(TIMED), which records its wall time in data/timings.json under this make
+# run's id (tooltrain/timing.py says why a wrapper). The id is set once per `make` (a sub-make or a caller's
+# own TOOLTRAIN_RUN keeps the one it is given); `make phase7` ends with the table of this run's stages.
+ifndef TOOLTRAIN_RUN
+export TOOLTRAIN_RUN := $(shell echo "$$(date +%Y%m%dT%H%M%S)-$$PPID")
+endif
+TIMED = $(PYTHON) -m tooltrain.timing run $@ --
+
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_%/.-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | expand -t 14
 
 venv: $(VENV_STAMP) ## create .venv and install requirements.txt
 
 $(VENV_STAMP): requirements.txt scripts/install_openblas.sh
-	bash scripts/install_openblas.sh
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(TIMED) bash scripts/install_openblas.sh
+	$(TIMED) $(PYTHON) -m venv $(VENV)
+	$(TIMED) $(PY) -m pip install --quiet --upgrade pip
+	$(TIMED) $(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
 repos: $(REPOS) ## 19.1 fetch the pinned source repositories into data/repos/
 
 $(REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
-	$(PY) -m scripts.clone_popular_repos
+	$(TIMED) $(PY) -m scripts.clone_popular_repos
 
 $(REPO_EXAMPLES): $(SEED_VAR) $(REPOS) scripts/generate_repo_examples.py $(GEN_CODE)
-	$(PY) -m scripts.generate_repo_examples --seed $(SEED)
+	$(TIMED) $(PY) -m scripts.generate_repo_examples --seed $(SEED)
 
 $(PHASE5_DATA): $(SEED_VAR) $(REPOS) scripts/generate_phase5_data.py $(GEN_CODE)
-	$(PY) -m scripts.generate_phase5_data --seed $(SEED)
+	$(TIMED) $(PY) -m scripts.generate_phase5_data --seed $(SEED)
 
 $(HTML_EXAMPLES): $(SEED_VAR) $(REPOS) scripts/generate_html_examples.py tooltrain/html_examples.py \
 		tooltrain/resources/html_qa.jsonl $(GEN_CODE)
-	$(PY) -m scripts.generate_html_examples --seed $(SEED)
+	$(TIMED) $(PY) -m scripts.generate_html_examples --seed $(SEED)
 
 $(PHASE6_DATA): $(SEED_VAR) $(PHASE5_DATA) $(REPO_EXAMPLES) scripts/merge_phase6_data.py $(SPLIT_CODE)
-	$(PY) -m scripts.merge_phase6_data --seed $(SEED)
+	$(TIMED) $(PY) -m scripts.merge_phase6_data --seed $(SEED)
 
 $(PHASE7_DATA): $(SEED_VAR) $(PHASE6_DATA) $(HTML_EXAMPLES) scripts/merge_phase7_data.py $(SPLIT_CODE)
-	$(PY) -m scripts.merge_phase7_data --seed $(SEED)
+	$(TIMED) $(PY) -m scripts.merge_phase7_data --seed $(SEED)
 
 data: $(PHASE7_DATA) ## 19.1-19.5 every data set: repos, examples, Phase 5/6/7 splits
 
@@ -80,7 +88,7 @@ data: $(PHASE7_DATA) ## 19.1-19.5 every data set: repos, examples, Phase 5/6/7 s
 ifeq ($(MODEL),$(DEFAULT_MODEL))
 MODEL_STAMP := $(DEFAULT_MODEL)/provenance.json
 $(MODEL_STAMP): scripts/prepare_model.py tooltrain/modelprep.py tooltrain/chat_template.py | $(VENV_STAMP)
-	$(PY) -m scripts.prepare_model --out $(DEFAULT_MODEL)
+	$(TIMED) $(PY) -m scripts.prepare_model --out $(DEFAULT_MODEL)
 else
 MODEL_STAMP := $(VENV_STAMP)
 endif
@@ -102,16 +110,16 @@ endif
 # (kept after the run: make would otherwise delete them as intermediate files).
 .SECONDARY: data/eval/phase5_valid.jsonl data/eval/phase6_valid.jsonl data/eval/phase7_valid.jsonl
 data/eval/phase%_valid.jsonl: data/phase%_format/manifest.json scripts/make_in_distribution_eval.py tooltrain/scoring.py
-	$(PY) -m scripts.make_in_distribution_eval --phase $*
+	$(TIMED) $(PY) -m scripts.make_in_distribution_eval --phase $*
 
 # adapters_phaseN/training_record.json is written last, when training has finished.
 adapters_phase%/training_record.json: configs/lora_phase%.yaml data/phase%_format/manifest.json \
 		data/eval/phase%_valid.jsonl $(MODEL_STAMP) $(MODEL_VAR) $(SEED_VAR) $(TRAIN_CODE)
-	$(LAUNCH) $(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
+	$(TIMED) $(LAUNCH) $(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
 
 FUSED := data/models/phase5-fused-8bit/provenance.json
 $(FUSED): adapters_phase5/training_record.json scripts/fuse_phase5.py tooltrain/fuse.py
-	$(PY) -m scripts.fuse_phase5
+	$(TIMED) $(PY) -m scripts.fuse_phase5
 
 phase5: adapters_phase5/training_record.json ## Phase 5: data (220/24) and its LoRA adapter
 
@@ -131,20 +139,29 @@ BENCH_CODE := benchmark_phase5_vs_base.py tooltrain/benchmark.py tooltrain/scori
 	tooltrain/tools.py tooltrain/decoding.py tooltrain/stats.py tooltrain/workspace.py tooltrain/guided.py
 
 $(EVAL_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
-	$(PY) -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos
+	$(TIMED) $(PY) -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos
 
 $(HOLDOUT_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
-	$(PY) -m scripts.clone_popular_repos --role holdout --repos-root data/holdout_repos
+	$(TIMED) $(PY) -m scripts.clone_popular_repos --role holdout --repos-root data/holdout_repos
 
 $(BENCH_LOG): adapters_phase5/training_record.json adapters_phase6/training_record.json \
 		adapters_phase7/training_record.json $(FUSED) $(EVAL_REPOS) $(HOLDOUT_REPOS) $(IN_DIST_EVAL) \
 		data/eval/unseen_repos.jsonl data/eval/holdout_repos.jsonl \
 		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(MODEL_VAR) $(BENCH_CODE)
-	$(PY) benchmark_phase5_vs_base.py --base-model $(MODEL)
+	$(TIMED) $(PY) benchmark_phase5_vs_base.py --base-model $(MODEL)
 
 benchmark: $(BENCH_LOG) ## 19.6 base vs Phase 5, 5 fused-8bit, 6, 7 on three eval sets: .log, .json, .png
 
+# Every stage phase7 runs, for its timing table: those this run did not time were up to date.
+PHASE7_STAGES := $(VENV_STAMP) $(REPOS) $(REPO_EXAMPLES) $(PHASE5_DATA) $(HTML_EXAMPLES) $(PHASE6_DATA) $(PHASE7_DATA) \
+	$(MODEL_STAMP) $(foreach n,5 6 7,data/eval/phase$(n)_valid.jsonl adapters_phase$(n)/training_record.json) \
+	$(FUSED) $(EVAL_REPOS) $(HOLDOUT_REPOS) $(BENCH_LOG)
+
 phase7: adapters_phase7/training_record.json phase5 phase6 fused benchmark ## the main job: data, every adapter, fused model, benchmark
+	@$(PYTHON) -m tooltrain.timing summary $(PHASE7_STAGES)
+
+timings: ## the last make run's stage timings again (data/timings.json)
+	@$(PYTHON) -m tooltrain.timing show
 
 bench-training: $(PHASE7_DATA) $(MODEL_STAMP) ## training speed, stock mlx[cpu] vs OpenBLAS vs project path, same 20 steps, and a step profile (~30 min)
 	$(PY) -m scripts.bench_training --model $(MODEL) --profile
