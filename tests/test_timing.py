@@ -39,7 +39,7 @@ def test_a_timed_command_records_its_wall_time(tmp_path):
     assert abs(stage["end"] - stage["start"] - stage["seconds"]) < 0.01
     assert timed(timings, "r1", "data/x/manifest.json", "sleep", "0.2").returncode == 0  # a recipe's second command
     again = stages(timings, "r1")["data/x/manifest.json"]
-    assert again["start"] == stage["start"] and again["seconds"] >= stage["seconds"] + 0.2
+    assert again["start"] == stage["start"] and again["seconds"] >= stage["seconds"] + 0.19
     assert sorted(p.name for p in timings.parent.iterdir()) == ["timings.json"]  # no temp or lock file left
 
 
@@ -65,7 +65,7 @@ def test_the_summary_shows_only_this_runs_stages(tmp_path):
     timings = tmp_path / "timings.json"
     assert timed(timings, "first", "a", "sleep", "0.2").returncode == 0
     assert timed(timings, "first", "b", "true").returncode == 0
-    assert timed(timings, "second", "b", "true").returncode == 0
+    assert timed(timings, "second", "b", "sleep", "0.1").returncode == 0
     summary = timing(timings, "second", "summary", "a", "b")
     assert summary.returncode == 0, summary.stderr
     table = rows(summary.stdout)
