@@ -15,6 +15,7 @@ Run from the project root:
     python -m scripts.clone_popular_repos                 # train + phase5 repos
     python -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos   # the eval repos
     python -m scripts.clone_popular_repos --only flask click --force
+    python -m scripts.clone_popular_repos --index-only     # the package index only: no git host
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--role", choices=[*repos.ROLES, "all"],
                         help="repos of this role (default: train and phase5)")
     parser.add_argument("--force", action="store_true", help="fetch again even if already at pin")
+    parser.add_argument("--index-only", action="store_true",
+                        help="take every repo from the package index; the git host is not contacted")
     parser.add_argument("--manifest", type=Path, default=paths.REPO_MANIFEST, help="pinned repo manifest (TOML)")
     parser.add_argument("--repos-root", type=Path, default=paths.REPOS_ROOT, help="where the repos go")
     parser.add_argument("--download-dir", type=Path, default=repos.DOWNLOAD_CACHE,
@@ -46,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     except repos.ManifestError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    outcomes = repos.fetch_repos(specs, args.repos_root, args.download_dir, force=args.force)
+    outcomes = repos.fetch_repos(specs, args.repos_root, args.download_dir, force=args.force,
+                                 index_only=args.index_only)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
 

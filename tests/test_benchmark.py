@@ -202,6 +202,33 @@ def test_lookup_draft_proposes_what_followed_the_latest_match():
     assert lookup_draft([1, 5], [1, 5], 2) == []
 
 
+def test_drafts_change_the_passes_never_the_tokens_and_the_run_ends_where_done_says():
+    """mlx-lm's llama at toy size (random weights, milliseconds): drafts that are right are kept whole,
+    wrong ones cost a pass per token, and a run that is `done` inside a kept draft ends there."""
+    import mlx.core as mx
+    from mlx_lm.models import llama
+    from mlx_lm.models.cache import make_prompt_cache
+
+    mx.random.seed(0)
+    model = llama.Model(llama.ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=2,
+                                        intermediate_size=128, num_attention_heads=4, rms_norm_eps=1e-5,
+                                        vocab_size=64, num_key_value_heads=2))
+    prompt = [1, 2, 3, 4, 5]
+
+    def run(propose, done=lambda t: False, stop=frozenset()):
+        return greedy_decode(model, make_prompt_cache(model), prompt, propose, done, 20, set(stop))
+
+    plain, passes = run(lambda t: [])
+    assert len(plain) == passes == 20
+    right = lambda t: plain[len(t):len(t) + 8]  # noqa: E731
+    wrong = lambda t: [(x + 1) % 64 for x in right(t)]  # noqa: E731
+    assert run(right) == (plain, 4)  # 1 + 9 + 9 + 1 tokens
+    assert run(wrong) == (plain, 20)
+    assert run(right, done=lambda t: len(t) >= 5) == (plain[:5], 2)
+    at = plain.index(plain[-1])  # the first time the last token comes (6, as this seed's output goes)
+    assert at > 1 and run(right, stop={plain[-1]}) == (plain[:at], 1 + (at + 8) // 9)
+
+
 @pytest.mark.slow
 def test_drafted_decoding_gives_the_plain_greedy_tokens(converted):
     from mlx_lm import load
@@ -224,7 +251,43 @@ def test_drafted_decoding_gives_the_plain_greedy_tokens(converted):
         context = tokenizer.encode(CALL_SHAPES, add_special_tokens=False) + prompt
         drafted, passes = greedy_decode(model, make_prompt_cache(model), prompt,
                                         lambda t: lookup_draft(t, context + t, 8), lambda t: False, 24, stop)
-        assert drafted == plain and passes <= len(plain)
+        assert drafted == plain and passes < len(plain)  # fewer passes: some drafts were kept
+
+
+@pytest.mark.slow
+def test_the_benchmark_decision_path_gives_plain_generate_output(float32_base, trained, root):
+    """The benchmark's path (shared prefix cached once and trimmed back after each question, drafts, early
+    stop, direct answers cut) against mlx-lm's one-shot `generate` on the whole prompt, question after question."""
+    from tests.training_runs import load_with_adapter
+    from tooltrain import workspace
+    from tooltrain.decoding import Decider, context_messages
+
+    model, tokenizer = load_with_adapter(float32_base, trained)
+    context = context_messages(workspace.render_map(workspace.scan_roots([root])))
+    decider = Decider(model, tokenizer, context, max_tokens=48, max_answer_tokens=4)
+    questions = ["Where is the Flask class defined in flask?", "Write a haiku about autumn.",
+                 "Open gadgets/README.md.", "What is a Python decorator?"]
+    first = None
+    for question in [*questions, questions[0]]:  # the first again, after the others went through the cache
+        ours = decider.decide(question)
+        plain, _ = decider.plain_generate(question)
+        assert ours["prefix_reused"] and decider.cache[0].offset == len(decider.prefix), question
+        assert plain.startswith(ours["raw"]), (question, ours["raw"], plain)
+        reading = read_output(ours["raw"])
+        assert reading.decision == read_output(plain).decision, question
+        if reading.decision == "direct":  # cut 4 tokens after the decision, where plain goes on
+            ids = ours["ids"]
+            settled = next(k for k in range(1, len(ids) + 1) if decided(tokenizer.decode(ids[:k])) is not None)
+            assert len(ids) == settled + 4 and len(ours["raw"]) < len(plain), ours
+        else:  # a call ends at its closing tag, in fewer forward passes than tokens
+            assert finished_call(ours["raw"]) and ours["passes"] < ours["tokens"], ours
+        first = first or ours
+    assert read_output(first["raw"]).decision == "grep"  # the adapter learned this one: drafts are exercised
+    assert ours["ids"] == first["ids"]
+    # Early stop alone ends a call at its closing tag, where the turn-end token is not taken as a stop.
+    decider.stop_tokens = set()
+    open_ended = decider.decide(questions[0])
+    assert open_ended["raw"] == first["raw"], open_ended
 
 
 @pytest.mark.slow
@@ -305,5 +368,7 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
     assert "raw -> guided decoding" in log
     tiny = next(m for m in results["models"] if m["name"] == "tiny")
     assert tiny["examples"] == 12 and tiny["size_of"] == "adapter" and tiny["load_time_s"] > 0
-    assert tiny["plain_vs_cached"]["questions"] == 2
+    for name in ("base", "tiny"):  # the benchmark's path decides and writes as plain `generate` does
+        plain_vs_cached = next(m for m in results["models"] if m["name"] == name)["plain_vs_cached"]
+        assert plain_vs_cached["questions"] == plain_vs_cached["same_decision"] == plain_vs_cached["same_text"] == 2
     assert (out / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

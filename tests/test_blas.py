@@ -89,8 +89,14 @@ def test_classify_library_paths():
     assert blas.classify("/usr/lib/libc.so.6") == "unknown"
 
 
-def test_measure_gflops_is_positive():
-    assert blas.measure_gflops(64, 64, 64, warmup=1, repeats=3) > 0
+@needs_openblas
+def test_openblas_measures_several_times_the_stock_gflops():
+    """The BLAS trap, measured: the same matmul in a stock child (MLX's bundled reference BLAS, ~4 GFLOP/s
+    here) and in one with the OpenBLAS environment (~40-200)."""
+    stock = blas.child_report({"LD_PRELOAD": ""}, repeats=3)
+    fast = blas.child_report(blas.optimized_env().vars, repeats=3)
+    assert (stock["blas"], fast["blas"]) == ("reference", "openblas")
+    assert fast["gflops"] > 3 * stock["gflops"], (stock["gflops"], fast["gflops"])
 
 
 @needs_openblas

@@ -126,8 +126,8 @@ def test_bad_manifest_file(tmp_path, capsys):
 # --------------------------------------------------------------------------- route 1: git
 
 
-def test_git_route_clones_the_tag(tmp_path, capsys):
-    origin = tmp_path / "origin"
+def make_origin(origin: Path) -> git.Commit:
+    """A local git repository tagged v1.0 (one commit after the tag); returns the tagged commit."""
     repo = git.Repo.init(origin)
     me = git.Actor("Test", "test@example.com")
     for name in ("pyproject.toml", "pkg/__init__.py", "pkg/a.py"):
@@ -139,7 +139,12 @@ def test_git_route_clones_the_tag(tmp_path, capsys):
     (origin / "pkg/later.py").write_text("# after the tag\n")
     repo.index.add(["pkg/later.py"])
     repo.index.commit("after", author=me, committer=me)
+    return tagged
 
+
+def test_git_route_clones_the_tag(tmp_path, capsys):
+    origin = tmp_path / "origin"
+    tagged = make_origin(origin)
     manifest = write_manifest(tmp_path / "m.toml", demo=entry(git_url=origin.as_uri()))
     assert run(tmp_path, manifest) == 0
     out = capsys.readouterr().out
@@ -168,6 +173,20 @@ def test_sdist_fallback_when_git_unreachable(tmp_path, capsys):
     assert pin["route"] == "sdist" and pin["archive"] == "demo-1.0.tar.gz" and pin["commit"] is None
     assert pin["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert pin["python_files"] == 3
+
+
+def test_index_only_never_contacts_the_git_host(tmp_path, capsys):
+    origin = tmp_path / "origin"
+    make_origin(origin)  # a clone would work: --index-only must not make one
+    make_sdist(tmp_path / "downloads")
+    manifest = write_manifest(tmp_path / "m.toml", demo=entry(git_url=origin.as_uri()),
+                              broken=entry() | {"pypi": "broken"})
+    assert run(tmp_path, manifest, "--index-only") == 1
+    out, err = capsys.readouterr()
+    assert "demo: git not tried (--index-only) -> sdist demo-1.0.tar.gz from the package index (cached)" in out
+    assert "error: broken: package index (--index-only): pip download broken==1.0 failed: no network in tests" in err
+    pin = json.loads((tmp_path / "repos/.pins/demo.json").read_text())
+    assert (pin["route"], pin["commit"], pin["python_files"]) == ("sdist", None, 3)
 
 
 def test_downloader_fills_an_empty_cache(tmp_path, capsys):

@@ -2,13 +2,14 @@
 
 import filecmp
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.fixture_repos import make_repos
+from tests.fixture_repos import SYNTAX_ERRORS, make_repos
 from tooltrain import tools, workspace
 from tooltrain.datacard import question_of
 from tooltrain.generate import real_arguments
@@ -31,8 +32,8 @@ def run_script(name: str, *args, check=True) -> subprocess.CompletedProcess:
     return proc
 
 
-def build_all(repos_root: Path, manifest: Path, data: Path) -> None:
-    common = ["--repos-root", repos_root, "--manifest", manifest, "--seed", 7]
+def build_all(repos_root: Path, manifest: Path, data: Path, seed: int = 7) -> None:
+    common = ["--repos-root", repos_root, "--manifest", manifest, "--seed", seed]
     c = COUNTS["repos_examples"]
     run_script("generate_repo_examples", *common, "--out", data / "repos_examples", "--grep", c["grep"],
                "--read", c["read"], "--direct", c["direct"], "--curated-direct", 4)
@@ -43,8 +44,8 @@ def build_all(repos_root: Path, manifest: Path, data: Path) -> None:
     c = COUNTS["html_examples"]
     run_script("generate_html_examples", *common, "--out", data / "html_examples", "--grep", c["grep"],
                "--read", c["read"], "--direct", c["direct"])
-    run_script("merge_phase6_data", "--data-dir", data, "--valid", 10, "--seed", 7)
-    run_script("merge_phase7_data", "--data-dir", data, "--valid", 11, "--seed", 7)
+    run_script("merge_phase6_data", "--data-dir", data, "--valid", 10, "--seed", seed)
+    run_script("merge_phase7_data", "--data-dir", data, "--valid", 11, "--seed", seed)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ def test_no_duplicate_questions_anywhere(built):
 
 def test_broken_files_are_skipped_and_counted(built):
     manifest = json.loads((built / "data" / "repos_examples" / "manifest.json").read_text())
-    assert manifest["python_files"]["skipped"] == {"binary": 1, "not_utf8": 1, "syntax_error": 2}
+    assert manifest["python_files"]["skipped"] == {"binary": 1, "not_utf8": 1, "syntax_error": SYNTAX_ERRORS}
 
 
 def split_ids(work: Path, folder: str) -> dict:
@@ -137,6 +138,20 @@ def test_same_seed_gives_byte_identical_files(built, tmp_path):
         if first.is_file():
             second = tmp_path / "data" / first.relative_to(built / "data")
             assert filecmp.cmp(first, second, shallow=False), first.name
+
+
+def test_another_seed_gives_other_rows_and_other_splits(built, tmp_path):
+    build_all(built / "repos", built / "repos" / "repos.toml", tmp_path / "data", seed=8)
+    for stage in COUNTS:
+        assert examples(built, stage) != examples(tmp_path, stage), stage
+    # the same rows split with another seed: the merges' own randomness
+    again = tmp_path / "again"
+    for folder in ("repos_examples", "html_examples", "phase5_examples", "phase5_format"):
+        shutil.copytree(built / "data" / folder, again / folder)
+    run_script("merge_phase6_data", "--data-dir", again, "--valid", 10, "--seed", 8)
+    run_script("merge_phase7_data", "--data-dir", again, "--valid", 11, "--seed", 8)
+    for folder in ("phase6_format", "phase7_format"):
+        assert json.loads((again / folder / "split.json").read_text()) != split_ids(built, folder), folder
 
 
 def test_asking_for_too_many_says_what_is_available(built, tmp_path):

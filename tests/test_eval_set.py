@@ -4,9 +4,9 @@
 - data/eval/holdout_repos.jsonl (role "holdout", data/holdout_repos/): the final-report set, written
   without looking at the generator's question shapes; no choice is made on it.
 
-Neither set's repositories are training sources. The repo-backed test is slow: it fetches a set's repos
-when they are not at their pins (the clone script, package-index route when the git host is unreachable),
-then greps and reads every case with the project's own confined tools.
+Neither set's repositories are training sources. The repo-backed test is slow: it reads the project's
+trees of a set when they are at their pins, else fetches the pinned releases into a temp folder (the clone
+script, package index only), then greps and reads every case with the project's own confined tools.
 """
 
 from __future__ import annotations
@@ -136,13 +136,17 @@ def test_the_two_sets_ask_about_different_repositories():
 
 
 @pytest.fixture(scope="module")
-def repos_root(eval_specs, eval_set) -> Path:
-    """The set's repos root with every repo at its pin; fetched by the clone script only when one is not."""
+def repos_root(eval_specs, eval_set, tmp_path_factory) -> Path:
+    """The set's repos at their pins: the project's own trees when they are (only read), else the pinned
+    releases fetched by the clone script from the package index into a temp folder (no git host)."""
     _, role, root, _ = SETS[eval_set]
-    if any(repos.at_pin(spec, root) is None for spec in eval_specs.values()):
-        proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", role,
-                               "--repos-root", str(root)], cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        assert proc.returncode == 0, f"fetching the eval repos failed:\n{proc.stdout}\n{proc.stderr}"
+    if all(repos.at_pin(spec, root) for spec in eval_specs.values()):
+        return root
+    root, downloads = tmp_path_factory.mktemp(f"{eval_set}_repos"), tmp_path_factory.mktemp("downloads")
+    proc = subprocess.run([sys.executable, "-m", "scripts.clone_popular_repos", "--role", role, "--index-only",
+                           "--repos-root", str(root), "--download-dir", str(downloads)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, f"fetching the eval repos failed:\n{proc.stdout}\n{proc.stderr}"
     missing = [name for name, spec in eval_specs.items() if repos.at_pin(spec, root) is None]
     assert not missing, f"eval repos not at their pins: {missing}"
     return root

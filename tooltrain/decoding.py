@@ -68,8 +68,11 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
             kept += 1
         if len(draft) > kept:
             trim_prompt_cache(cache, len(draft) - kept)
-        tokens += [*draft[:kept], choice]
         passes += 1
+        for token in [*draft[:kept], choice]:  # `done` sees each token: the run ends where it says, not a draft later
+            tokens.append(token)
+            if done(tokens):
+                break
     cut = next((i for i, t in enumerate(tokens) if t in stop_tokens), len(tokens))
     return tokens[: min(cut, max_tokens)], passes
 

@@ -343,28 +343,34 @@ class Outcome:
 
 
 def fetch_repo(spec: RepoSpec, repos_root: Path, download_dir: Path, *, force: bool = False,
-               downloader: Downloader | None = None) -> Outcome:
-    """Bring one repo to its pin: skip, clone, or fall back to the package index."""
+               downloader: Downloader | None = None, index_only: bool = False) -> Outcome:
+    """Bring one repo to its pin: skip, clone, or fall back to the package index (straight there with
+    `index_only`: the git host is not contacted)."""
     repos_root, dest = Path(repos_root), Path(repos_root) / spec.name
     if not force and (pin := at_pin(spec, repos_root)):
         release = pin["tag"] if pin["route"] == "git" else pin["version"]
         message = f"{spec.name}: already at pin ({pin['route']} {release}), skipped"
         return Outcome(spec.name, "skipped", message, pin.get("python_files", 0))
     archive = commit = None
-    try:
-        commit = clone(spec, dest)
+    git_failure = "git not tried (--index-only)"
+    if not index_only:
+        try:
+            commit = clone(spec, dest)
+        # CommandError covers a failed clone (GitCommandError) and a missing git program.
+        except git.CommandError as err:
+            git_failure = f"git clone failed ({git_reason(err)})"
+    if commit is not None:
         route, message = "git", f"{spec.name}: git clone {spec.git} at {spec.tag} -> commit {commit[:12]}"
-    # CommandError covers a failed clone (GitCommandError) and a missing git program.
-    except git.CommandError as err:
-        git_failure = f"git clone failed ({git_reason(err)})"
+    else:
         try:
             archive = find_archive(spec, download_dir)
             cached = " (cached)" if archive else ""
             archive = archive or (downloader or pip_download)(spec, download_dir)
             unpack(archive, dest)
         except (FetchError, OSError) as index_err:
-            return Outcome(spec.name, "failed",
-                           f"error: {spec.name}: both routes failed: {git_failure}; package index: {index_err}")
+            routes = "package index (--index-only)" if index_only else \
+                f"both routes failed: {git_failure}; package index"
+            return Outcome(spec.name, "failed", f"error: {spec.name}: {routes}: {index_err}")
         source = f"{spec.dist} {archive.name} from the package index{cached}"
         route, message = spec.dist, f"{spec.name}: {git_failure} -> {source}"
     pin = {"name": spec.name, "role": spec.role, **spec.source(), "route": route,
@@ -388,11 +394,11 @@ def write_manifest(repos_root: Path) -> dict:
 
 
 def fetch_repos(specs: list[RepoSpec], repos_root: Path, download_dir: Path = DOWNLOAD_CACHE, *,
-                force: bool = False, downloader: Downloader | None = None) -> list[Outcome]:
+                force: bool = False, downloader: Downloader | None = None, index_only: bool = False) -> list[Outcome]:
     """Fetch each repo (a failure does not stop the others), print routes and counts, write the manifest."""
     outcomes = []
     for spec in tqdm(specs, desc="repos", unit="repo", file=sys.stderr):
-        outcome = fetch_repo(spec, repos_root, download_dir, force=force, downloader=downloader)
+        outcome = fetch_repo(spec, repos_root, download_dir, force=force, downloader=downloader, index_only=index_only)
         tqdm.write(outcome.message, file=sys.stderr if outcome.status == "failed" else sys.stdout)
         outcomes.append(outcome)
     write_manifest(repos_root)
