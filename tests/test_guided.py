@@ -57,6 +57,8 @@ def test_a_search_is_retried_only_when_it_finds_nothing_or_does_not_compile(repo
     assert grep_finds(call("class HingeBase"), folders)
     assert grep_finds("Decorators wrap functions.", folders)  # not a search: nothing to retry
     assert grep_finds('<tool_call>\n{"name": "read", "arguments": {"path": "nowhere"}}\n</tool_call>', folders)
+    assert not grep_finds('<tool_call>\n{"name": "grep", "arguments": {"pattern": "\\udc80", "path": "gadgets"}}\n'
+                          '</tool_call>', folders)  # a call that cannot be read
     for broken in (call("class NoSuchThing"), call("class Hinge("), call("class HingeBase", "elsewhere"),
                    call("class HingeBase", "../gadgets")):
         assert not grep_finds(broken, folders), broken

@@ -201,6 +201,8 @@ def grep_finds(raw: str, folders: dict[str, Path]) -> bool:
     reading = read_output(raw)
     if reading.decision != "grep":
         return True
+    if reading.tool_call is None:  # a grep call that could not be read finds nothing
+        return False
     arguments = reading.tool_call.get("arguments") or {}
     path = arguments.get("path")
     folder = folders.get(path.split("/")[0]) if isinstance(path, str) else None
