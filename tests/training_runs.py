@@ -1,7 +1,9 @@
 """Tiny real training runs the training and benchmark tests share: rows, a config, the script."""
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -40,3 +42,16 @@ def make_run(tmp_path: Path, model: Path, iters: int, save_every: int) -> Path:
 def train(config: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
                           capture_output=True, text=True, **kwargs)
+
+
+def load_with_adapter(model: Path, adapter: Path):
+    """(model, tokenizer) as `mlx_lm.load` gives them; `adapter` is an adapter folder or one weights file
+    of a run (loaded beside that run's adapter_config.json)."""
+    from mlx_lm import load
+
+    if Path(adapter).is_dir():
+        return load(str(model), adapter_path=str(adapter))
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copyfile(Path(adapter).parent / "adapter_config.json", Path(folder) / "adapter_config.json")
+        shutil.copyfile(adapter, Path(folder) / "adapters.safetensors")
+        return load(str(model), adapter_path=folder)
