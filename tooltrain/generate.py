@@ -481,7 +481,7 @@ class Draw:
         if path and self.per_file[cand.label, path] >= self.options.per_file_cap:
             self.dropped["file_cap"] += 1
             return None
-        renamed = self.invented_name() if cand.call and self.options.with_map \
+        renamed = self.invented_name() if cand.call and self.options.with_map and self.options.rename_rate \
             and self.rng.random() < self.options.rename_rate else None
         question, shape, traits = render(cand, self.rng, self.options, renamed)
         norm = normalise_question(question)
