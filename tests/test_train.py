@@ -2,6 +2,8 @@
 
 import json
 import os
+import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.training_runs import ROOT, make_run, rows, train
+from tests.training_runs import ROOT, make_run, rows, train, user_env, validation_loss
 from tooltrain.io import write_jsonl
 from tooltrain.tools import TOOLS
-from tooltrain.train import RECORD_FILE, WORK_DIR, TrainingInputError, check_data, load_config
+from tooltrain.train import (ADAPTER_FILE, BEST_SNAPSHOT, CONFIG_FILE, LAST_FILE, LOSS_BEST_FILE, PLOT_FILE,
+                             RECORD_FILE, RESUME_FILE, WORK_DIR, Recorder, TrainingInputError, _finish,
+                             _prepare_dir, check_data, load_config, read_log, resume_state)
 
 
 @pytest.mark.slow
@@ -23,20 +27,116 @@ def test_real_training_lowers_validation_loss_and_keeps_the_best(trained):
     log = [json.loads(line) for line in (trained / "train_log.jsonl").read_text().splitlines()]
     vals = [e for e in log if e["kind"] == "val"]
     assert [e["iteration"] for e in vals] == [0, 1, 3, 5, 6]
-    best = min(vals, key=lambda e: e["val_loss"])
-    assert record["best_iteration"] == best["iteration"]
-    assert (trained / "adapters.safetensors").stat().st_size == record["adapter_size_bytes"] > 0
+    assert record["best_iteration"] == min(vals, key=lambda e: e["val_loss"])["iteration"]
+    assert record["selected_by"] == "validation loss"  # no task_eval in this config
     assert (trained / "loss_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert record["blas"] in ("openblas", "accelerate", "reference", "mkl", "blis", "unknown")
     assert record["peak_memory"]["mlx_peak_gb"] > 0
 
 
 @pytest.mark.slow
-def test_the_kept_adapter_loads_in_mlx_lm(trained, float32_base):
-    from mlx_lm import load
+def test_the_run_reexecuted_itself_on_the_optimized_blas_it_found(trained):
+    """train_adapter reruns itself with OpenBLAS preloaded when this machine has a usable one: the record
+    names the BLAS the training process really had mapped (stock mlx on Linux brings the reference BLAS)."""
+    from tooltrain.blas import optimized_env
 
-    model, tokenizer = load(str(float32_base), adapter_path=str(trained))
-    assert tokenizer.encode("hello")
+    record = json.loads((trained / RECORD_FILE).read_text())
+    plan = optimized_env()
+    if platform.system() == "Linux" and plan.optimized:
+        assert record["blas"] == "openblas", record["blas_detail"]
+        assert record["blas_detail"]["env"]["LD_PRELOAD"] == plan.vars["LD_PRELOAD"]
+    elif platform.system() == "Linux":
+        assert record["blas"] != "openblas" and "LD_PRELOAD" not in record["blas_detail"]["env"]
+
+
+@pytest.mark.slow
+def test_each_kept_adapter_file_holds_its_iterations_weights(trained, float32_base):
+    """mlx-lm loads each file and measures the validation loss the log gave for that file's iteration:
+    adapters.safetensors (what `mlx_lm.load` finds in the folder) is the best iteration's weights,
+    last_adapters.safetensors the final ones, and both differ from the untrained adapter."""
+    record = json.loads((trained / RECORD_FILE).read_text())
+    loss_at = {}
+    for line in (trained / "train_log.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        if entry["kind"] == "val":
+            loss_at[entry["iteration"]] = entry["val_loss"]  # the last validation of an iteration wins
+    data = trained.parent / "data"
+    kept = validation_loss(float32_base, trained, data)
+    last = validation_loss(float32_base, trained / LAST_FILE, data)
+    assert kept == pytest.approx(loss_at[record["best_iteration"]], rel=2e-3)
+    assert last == pytest.approx(loss_at[max(loss_at)], rel=2e-3)
+    assert kept < loss_at[0] * 0.95 and record["adapter_size_bytes"] == (trained / "adapters.safetensors").stat().st_size
+
+
+def _tiny_model():
+    """A real (tiny) MLX module standing for a model whose trainable weights are an adapter's."""
+    import mlx.nn as nn
+
+    return nn.Linear(2, 2)
+
+
+def _set_weights(model, value: float) -> None:
+    """Every weight of `model` set to `value`, so a saved file tells which moment it was saved at."""
+    import mlx.core as mx
+
+    model.update({"weight": mx.full((2, 2), float(value)), "bias": mx.full((2,), float(value))})
+
+
+def _weights_in(path: Path) -> float:
+    import mlx.core as mx
+
+    return mx.load(str(path))["weight"][0, 0].item()
+
+
+@pytest.mark.parametrize("task, kept_iteration", [
+    (None, 2),  # no task cases: the lowest validation loss
+    ({2: 0.50, 4: 0.75, 6: 0.75}, 4),  # task success first, then the lower validation loss
+])
+def test_the_published_adapter_is_the_selected_iteration_not_the_last(tmp_path, task, kept_iteration):
+    adapters = tmp_path / "adapters"
+    work = adapters / WORK_DIR
+    work.mkdir(parents=True)
+    model = _tiny_model()
+    scorer = None if task is None else (lambda iteration: {"success": task[iteration]})
+    recorder = Recorder(model, work, save_every=100, scorer=scorer)
+    for iteration, loss in ((0, 3.0), (2, 1.0), (4, 2.0), (6, 2.5)):
+        _set_weights(model, iteration)
+        recorder.on_val_loss_report({"iteration": iteration, "val_loss": loss, "val_time": 0.0})
+    recorder.save(work / LAST_FILE)
+    for name in (CONFIG_FILE, PLOT_FILE):
+        (work / name).write_text("x")
+    _finish(work, adapters, {"done": True}, ranks=1)
+    assert _weights_in(adapters / ADAPTER_FILE) == kept_iteration
+    assert _weights_in(adapters / LOSS_BEST_FILE) == 2
+    assert _weights_in(adapters / LAST_FILE) == 6
+    assert not work.exists() and json.loads((adapters / RECORD_FILE).read_text()) == {"done": True}
+
+
+def test_a_resumed_run_goes_back_to_its_checkpoint_with_the_best_adapters_and_scores_it_had(tmp_path):
+    work = tmp_path / WORK_DIR
+    work.mkdir()
+    model = _tiny_model()
+    first = Recorder(model, work, save_every=2)
+    for iteration, loss in ((0, 3.0), (1, 1.0)):
+        _set_weights(model, iteration)
+        first.on_val_loss_report({"iteration": iteration, "val_loss": loss, "val_time": 0.0})
+    _set_weights(model, 2)
+    first.on_train_loss_report({"iteration": 2, "train_loss": 1.0})  # the checkpoint
+    _set_weights(model, 3)
+    first.on_val_loss_report({"iteration": 3, "val_loss": 0.5, "val_time": 0.0})  # a best after it, then a crash
+    assert _weights_in(work / BEST_SNAPSHOT) == 3
+
+    state = resume_state(work)
+    assert state["iteration"] == 2 and _weights_in(work / RESUME_FILE) == 2
+    _prepare_dir(work, state)
+    assert _weights_in(work / BEST_SNAPSHOT) == 1  # the best as of the checkpoint, not the lost one after it
+    assert [e["iteration"] for e in read_log(work)] == [0, 1, 2]
+    again = Recorder(model, work, save_every=2, offset=2, state=state)
+    _set_weights(model, 30)
+    again.on_val_loss_report({"iteration": 1, "val_loss": 1.5, "val_time": 0.0})  # worse than the kept 1.0
+    assert _weights_in(work / BEST_SNAPSHOT) == 1
+    _set_weights(model, 40)
+    again.on_val_loss_report({"iteration": 2, "val_loss": 0.9, "val_time": 0.0})
+    assert _weights_in(work / BEST_SNAPSHOT) == 40
 
 
 @pytest.mark.slow
@@ -44,7 +144,8 @@ def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path
     config = make_run(tmp_path, float32_base, iters=8, save_every=2)
     state = tmp_path / "adapters" / WORK_DIR / "resume.json"
     proc = subprocess.Popen([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=user_env())
     deadline = time.time() + 300
     while not state.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -52,25 +153,42 @@ def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path
     proc.wait()
     saved = json.loads(state.read_text())["iteration"]
     assert 2 <= saved < 8 and not (tmp_path / "adapters" / RECORD_FILE).exists()
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    shutil.copyfile(state.parent / RESUME_FILE, checkpoint / ADAPTER_FILE)
+    shutil.copyfile(state.parent / CONFIG_FILE, checkpoint / CONFIG_FILE)
     done = train(config)
     assert done.returncode == 0, done.stderr
     assert f"resuming {tmp_path / 'adapters'} from iteration {saved} of 8" in done.stdout
     log = [json.loads(line) for line in (tmp_path / "adapters" / "train_log.jsonl").read_text().splitlines()]
     steps = [e["iteration"] for e in log if e["kind"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 8  # back to the checkpoint, no step logged twice
+    # The resumed run validates first thing: on the checkpoint's weights, not on a fresh adapter.
+    vals = [e for e in log if e["kind"] == "val"]
+    at_resume = [e["val_loss"] for e in vals if e["iteration"] == saved][0]
+    assert at_resume == pytest.approx(validation_loss(float32_base, checkpoint, tmp_path / "data"), rel=2e-3)
+    assert at_resume < vals[0]["val_loss"] * 0.95
     assert not (tmp_path / "adapters" / WORK_DIR).exists()  # checkpoints and all: a finished run is not resumed
 
 
 @pytest.mark.slow
-def test_fuse_and_quantize_to_8_bits(trained, tmp_path):
+def test_fuse_phase5_writes_an_8_bit_model_that_says_where_it_came_from(trained, tmp_path):
     import mlx.nn as nn
     from mlx_lm import generate, load
 
     from tooltrain.benchmark import ModelSpec, load_model
-    from tooltrain.fuse import fuse_and_quantize
     from tooltrain.modelprep import has_accelerator
 
-    out = fuse_and_quantize(trained, tmp_path / "fused-8bit")
+    out = tmp_path / "fused-8bit"
+    done = subprocess.run([sys.executable, "-m", "scripts.fuse_phase5", "--adapter-path", str(trained),
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out}" in done.stdout and "8-bit" in done.stdout
+    record = json.loads((trained / RECORD_FILE).read_text())
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["adapter"] == str(trained) and provenance["trained_on"] == record["model"]
+    assert provenance["source"] == record["base_model"] and provenance["bits"] == 8
+    assert provenance["adapter_best_iteration"] == record["best_iteration"]
     config = json.loads((out / "config.json").read_text())
     assert config["quantization"]["bits"] == 8
     model, tokenizer = load(str(out))

@@ -1,5 +1,6 @@
 """Tiny real training runs the training and benchmark tests share: rows, a config, the script."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,18 @@ def make_run(tmp_path: Path, model: Path, iters: int, save_every: int) -> Path:
     return path
 
 
+def user_env() -> dict:
+    """This process's environment without the BLAS choice the test session made (tests/conftest.py): what a
+    user's shell hands `train_adapter`, which then makes the choice itself."""
+    from tooltrain.train import REEXEC_MARK
+
+    chosen = ("LD_PRELOAD", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", REEXEC_MARK)
+    return {k: v for k, v in os.environ.items() if k not in chosen}
+
+
 def train(config: Path, **kwargs) -> subprocess.CompletedProcess:
+    """`scripts/train_adapter.py -c config`, started from a user's environment unless `env=` says otherwise."""
+    kwargs.setdefault("env", user_env())
     return subprocess.run([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
                           capture_output=True, text=True, **kwargs)
 
@@ -55,3 +67,20 @@ def load_with_adapter(model: Path, adapter: Path):
         shutil.copyfile(Path(adapter).parent / "adapter_config.json", Path(folder) / "adapter_config.json")
         shutil.copyfile(adapter, Path(folder) / "adapters.safetensors")
         return load(str(model), adapter_path=folder)
+
+
+def validation_loss(model: Path, adapter: Path, data: Path) -> float:
+    """The validation loss of `adapter` (folder or weights file) on `data`/valid.jsonl as mlx-lm itself
+    computes it (its loader, dataset, `evaluate` and default masked loss) over the batches training
+    validates on: a measure of which weights a file holds that owes nothing to the run's own log."""
+    import types
+
+    from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
+    from mlx_lm.tuner.trainer import evaluate
+
+    from tooltrain.train import same_validation_batches
+
+    net, tokenizer = load_with_adapter(model, adapter)
+    _, valid, _ = load_local_dataset(Path(data), tokenizer, types.SimpleNamespace(mask_prompt=True))
+    return float(evaluate(net, CacheDataset(valid), batch_size=2, num_batches=-1, max_seq_length=1024,
+                          iterate_batches=same_validation_batches))
