@@ -178,8 +178,11 @@ ask: $(VENV_STAMP) ## one question about your code: REPO=path [Q="..."] [ADAPTER
 doctor: $(VENV_STAMP) ## device, BLAS in use, measured GFLOP/s, model in use
 	$(PY) -m scripts.doctor --model $(MODEL)
 
+# The tests run models in their own process (decoding, losses, fusing): on Linux they get the OpenBLAS a
+# training run gets (MLX's bundled reference BLAS is ~20x slower); tests about the stock BLAS set their
+# children's environment themselves.
 test: $(VENV_STAMP) ## run the test suite (no network needed beyond the package index)
-	$(PY) -m pytest -q
+	$(PY) -m tooltrain.blas exec -- $(PY) -m pytest -q
 
 clean-data: ## remove generated data sets (keeps fetched repos and models)
 	rm -rf data/repos_examples data/html_examples data/phase5_examples data/phase5_format \
