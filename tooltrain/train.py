@@ -2,11 +2,12 @@
 
 The per-phase YAML is an ordinary `mlx_lm.lora -c` config. We load it the way
 `mlx_lm.lora` does (its CONFIG_DEFAULTS under the YAML under the command line),
-then call `mlx_lm.lora.train_model` with a callback that logs every loss report,
-saves the adapter whenever validation loss reaches a new best, and lets an
-interrupted run resume from its last checkpoint. mlx-lm's `train()` gets the
-shared-prefix loss (same value, less work) and validation batches that are the
-same at every validation (comparable losses). At the end `adapters.safetensors`
+then set the model up as `mlx_lm.lora.train_model` does (LoRA layers, resumed weights,
+optimizer) and call mlx-lm's own `trainer.train` with a callback that logs every loss
+report, keeps the best adapters and lets an interrupted run resume from its last
+checkpoint. `train` takes the shared-prefix loss (same value, less work) and validation
+batches that are the same at every validation (comparable losses) as its own arguments:
+nothing inside mlx-lm is patched. At the end `adapters.safetensors`
 holds the best-validation weights (the last ones stay in `last_adapters.safetensors`),
 and `training_record.json` and `loss_curves.png` sit beside them.
 
@@ -17,7 +18,6 @@ that fails or is stopped leaves the previous results as they were.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import json
@@ -28,7 +28,6 @@ import shutil
 import sys
 import time
 import types
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -200,7 +199,7 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
     """
     import mlx.core as mx
     import numpy as np
-    from mlx_lm.lora import load_dataset, train_model
+    from mlx_lm.lora import load_dataset
     from mlx_lm.tuner.datasets import CacheDataset
     from mlx_lm.tuner.trainer import evaluate
     from mlx_lm.utils import save_config
@@ -232,13 +231,10 @@ def run_training(args: types.SimpleNamespace, environment: dict) -> dict | None:
                                         "save_every": total_iters + 1,
                                         "resume_adapter_file": str(work / RESUME_FILE) if state else None})
     prefix = [] if args.grad_checkpoint else shared_prefix([train_set, valid_set])
-    built = []  # the loss, once train_model has put the LoRA layers in place
-    # Called even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
+    # Run even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
     # layers in place and loads the checkpoint.
-    window = answer_window([train_set, valid_set])
-    with trainer_hooks(prefix, built, window):
-        train_model(run_args, model, train_set, valid_set, recorder)
-    loss = built[-1]
+    loss = train_lora(run_args, model, train_set, valid_set, recorder, prefix,
+                      answer_window([train_set, valid_set]))
     # The trainer's last validation ran before its last step: measure the final weights too.
     final_val = evaluate(model=model, dataset=CacheDataset(valid_set), batch_size=args.batch_size,
                          num_batches=args.val_batches, max_seq_length=args.max_seq_length, loss=loss,
@@ -325,23 +321,47 @@ def same_validation_batches(dataset, batch_size, max_seq_length, loop=False, see
     return itertools.chain([first], batches)
 
 
-@contextmanager
-def trainer_hooks(prefix: list[int], built: list, window: int | None = None):
-    """Make `mlx_lm.lora.train_model` call mlx-lm's `train()` with the shared-prefix loss (built once the
-    LoRA layers are in place, appended to `built`) and fixed validation batches; restored afterwards."""
-    from mlx_lm import lora
-    from mlx_lm.tuner import trainer
+def train_lora(args, model, train_set, valid_set, callback, prefix: list[int], window: int | None):
+    """What `mlx_lm.lora.train_model` does (seed, LoRA layers, resumed weights, adapter_config.json,
+    optimizer), then mlx-lm's `trainer.train` with the shared-prefix loss and fixed validation batches
+    passed as its own arguments. Returns the loss, which needs the LoRA layers, so is built here."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
+    from mlx_lm.tuner.datasets import CacheDataset
+    from mlx_lm.tuner.trainer import TrainingArgs, train
+    from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers, print_trainable_parameters
+    from mlx_lm.utils import save_config
 
-    def train(model, *args, **kwargs):
-        built.append(make_shared_prefix_loss(model, prefix, window))
-        return trainer.train(model, *args, loss=built[-1], iterate_batches=same_validation_batches, **kwargs)
-
-    original = lora.train
-    lora.train = functools.wraps(trainer.train)(train)
-    try:
-        yield
-    finally:
-        lora.train = original
+    optimizers = {"adam": optim.Adam, "adamw": optim.AdamW, "muon": optim.Muon, "sgd": optim.SGD,
+                  "adafactor": optim.Adafactor}
+    name = args.optimizer.lower()
+    if args.fine_tune_type not in ("lora", "dora") or name not in optimizers:
+        raise TrainingInputError(f"fine_tune_type {args.fine_tune_type!r} with optimizer {args.optimizer!r}: "
+                                 f"this trainer runs lora or dora with {', '.join(optimizers)}")
+    if args.num_layers > len(model.layers):
+        raise TrainingInputError(f"num_layers is {args.num_layers}, but the model has {len(model.layers)} layers")
+    mx.random.seed(args.seed)  # the LoRA initialisation, as train_model seeds it
+    model.freeze()
+    linear_to_lora_layers(model, args.num_layers, args.lora_parameters, use_dora=args.fine_tune_type == "dora")
+    if args.resume_adapter_file is not None:
+        model.load_weights(args.resume_adapter_file, strict=False)
+    print_trainable_parameters(model)
+    adapter_path = Path(args.adapter_path)
+    adapter_path.mkdir(parents=True, exist_ok=True)
+    save_config(vars(args), adapter_path / CONFIG_FILE)
+    training_args = TrainingArgs(
+        batch_size=args.batch_size, iters=args.iters, val_batches=args.val_batches,
+        steps_per_report=args.steps_per_report, steps_per_eval=args.steps_per_eval,
+        steps_per_save=args.save_every, adapter_file=adapter_path / ADAPTER_FILE,
+        max_seq_length=args.max_seq_length, grad_checkpoint=args.grad_checkpoint,
+        grad_accumulation_steps=args.grad_accumulation_steps)
+    rate = build_schedule(args.lr_schedule) if args.lr_schedule else args.learning_rate
+    optimizer = optimizers[name](learning_rate=rate, **args.optimizer_config.get(name, {}))
+    loss = make_shared_prefix_loss(model, prefix, window)
+    train(model=model, args=training_args, optimizer=optimizer, train_dataset=CacheDataset(train_set),
+          val_dataset=CacheDataset(valid_set), training_callback=callback, loss=loss,
+          iterate_batches=same_validation_batches)
+    return loss
 
 
 def _prepare_dir(work: Path, state: dict | None) -> None:
