@@ -45,16 +45,14 @@ def earlier_run(adapters: Path) -> dict[str, bytes | None]:
     return files(adapters)
 
 
-def tiny_model(folder: Path, seed: int = 0) -> Path:
-    """A real 4-bit llama folder, small enough to convert in a second, with the embedded model's tokenizer."""
+def tiny_model(folder: Path, real: Path, seed: int = 0) -> Path:
+    """A real 4-bit llama folder, small enough to convert in a second, with the tokenizer (and the
+    config, shrunk) of the embedded model in `real`."""
     import mlx.core as mx
     import mlx.nn as nn
     from mlx.utils import tree_flatten
     from mlx_lm.models import llama
 
-    real = modelprep.DEFAULT_DIR
-    if not (real / "tokenizer.json").exists():
-        pytest.skip(f"needs the embedded model's tokenizer in {real} (make model)")
     config = {**json.loads((real / "config.json").read_text()), "hidden_size": 64, "num_hidden_layers": 2,
               "intermediate_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
               "quantization": {"group_size": 32, "bits": 4}}
@@ -71,8 +69,16 @@ def tiny_model(folder: Path, seed: int = 0) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("tiny") / "tiny")
+def embedded(request) -> Path:
+    """The embedded model's folder: the project's when `make model` has built it, else the session's own
+    conversion (a clean clone's `make test`), so these tests never skip for want of it."""
+    built = modelprep.DEFAULT_DIR
+    return built if (built / "tokenizer.json").exists() else request.getfixturevalue("converted")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, embedded):
+    return tiny_model(tmp_path_factory.mktemp("tiny") / "tiny", embedded)
 
 
 # ---------------------------------------------------------------- the cached float32 copy
@@ -109,11 +115,11 @@ def test_a_broken_float32_copy_is_rebuilt_before_it_is_used(tiny, tmp_path, caps
         assert files(copy) == good
 
 
-def test_a_float32_copy_of_other_weights_is_rebuilt(tiny, tmp_path, capsys):
+def test_a_float32_copy_of_other_weights_is_rebuilt(tiny, embedded, tmp_path, capsys):
     source = shutil.copytree(tiny, tmp_path / "tiny")
     copy = modelprep.float32_copy(source)
     old = (copy / "model.safetensors").read_bytes()
-    tiny_model(source, seed=1)  # the base was made again since: same names, other weights
+    tiny_model(source, embedded, seed=1)  # the base was made again since: same names, other weights
     assert modelprep.float32_copy(source) == copy
     assert f"note: rebuilding {copy}: its provenance.json does not match (source_stamp)" in capsys.readouterr().out
     assert (copy / "model.safetensors").read_bytes() != old
