@@ -23,13 +23,18 @@ PHASE5_DATA := data/phase5_format/manifest.json
 PHASE6_DATA := data/phase6_format/manifest.json
 PHASE7_DATA := data/phase7_format/manifest.json
 
-# The package modules each stage runs, so an edit reruns exactly the stages it affects.
-COMMON_CODE := tooltrain/__init__.py tooltrain/paths.py tooltrain/io.py tooltrain/cli.py tooltrain/datacard.py
-GEN_CODE := $(COMMON_CODE) tooltrain/extract.py tooltrain/generate.py tooltrain/templates.py \
-	tooltrain/docstrings.py tooltrain/tools.py tooltrain/pipeline.py tooltrain/split.py tooltrain/workspace.py \
-	tooltrain/resources/general_qa.jsonl tooltrain/resources/library_qa.jsonl \
-	tooltrain/resources/library_code_qa.jsonl tooltrain/resources/world_qa.jsonl
-SPLIT_CODE := $(COMMON_CODE) tooltrain/pipeline.py tooltrain/split.py
+# The project files a stage's script runs (every tooltrain module it imports, lazily or not, and the
+# resource files they name), derived from the imports by tooltrain/deps.py so the lists cannot drift:
+# an edit reruns the stages whose code it touches. make rebuilds the included list when any code changes.
+CODE_ENTRIES := scripts/clone_popular_repos.py scripts/generate_repo_examples.py scripts/generate_phase5_data.py \
+	scripts/generate_html_examples.py scripts/merge_phase6_data.py scripts/merge_phase7_data.py \
+	scripts/prepare_model.py scripts/make_in_distribution_eval.py scripts/train_adapter.py scripts/fuse_phase5.py \
+	benchmark_phase5_vs_base.py
+CODE_MK := data/.make/code.mk
+$(CODE_MK): $(wildcard tooltrain/*.py tooltrain/resources/* scripts/*.py) $(CODE_ENTRIES)
+	@mkdir -p $(@D); $(PYTHON) -m tooltrain.deps --make $(CODE_ENTRIES) > $@.tmp && mv $@.tmp $@
+include $(CODE_MK)
+code = $(code/$(1))
 
 # A variable that changes what a target writes is a prerequisite of that target, as a file holding its
 # value: rewritten only when the value changes, so `SEED=1 make data` rebuilds and a second run does not.
@@ -63,23 +68,22 @@ $(VENV_STAMP): requirements.txt scripts/install_openblas.sh
 
 repos: $(REPOS) ## 19.1 fetch the pinned source repositories into data/repos/
 
-$(REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
+$(REPOS): configs/repos.toml $(call code,scripts/clone_popular_repos.py) | $(VENV_STAMP)
 	$(TIMED) $(PY) -m scripts.clone_popular_repos
 
-$(REPO_EXAMPLES): $(SEED_VAR) $(REPOS) scripts/generate_repo_examples.py $(GEN_CODE)
+$(REPO_EXAMPLES): $(SEED_VAR) $(REPOS) $(call code,scripts/generate_repo_examples.py)
 	$(TIMED) $(PY) -m scripts.generate_repo_examples --seed $(SEED)
 
-$(PHASE5_DATA): $(SEED_VAR) $(REPOS) scripts/generate_phase5_data.py $(GEN_CODE)
+$(PHASE5_DATA): $(SEED_VAR) $(REPOS) $(call code,scripts/generate_phase5_data.py)
 	$(TIMED) $(PY) -m scripts.generate_phase5_data --seed $(SEED)
 
-$(HTML_EXAMPLES): $(SEED_VAR) $(REPOS) scripts/generate_html_examples.py tooltrain/html_examples.py \
-		tooltrain/resources/html_qa.jsonl $(GEN_CODE)
+$(HTML_EXAMPLES): $(SEED_VAR) $(REPOS) $(call code,scripts/generate_html_examples.py)
 	$(TIMED) $(PY) -m scripts.generate_html_examples --seed $(SEED)
 
-$(PHASE6_DATA): $(SEED_VAR) $(PHASE5_DATA) $(REPO_EXAMPLES) scripts/merge_phase6_data.py $(SPLIT_CODE)
+$(PHASE6_DATA): $(SEED_VAR) $(PHASE5_DATA) $(REPO_EXAMPLES) $(call code,scripts/merge_phase6_data.py)
 	$(TIMED) $(PY) -m scripts.merge_phase6_data --seed $(SEED)
 
-$(PHASE7_DATA): $(SEED_VAR) $(PHASE6_DATA) $(HTML_EXAMPLES) scripts/merge_phase7_data.py $(SPLIT_CODE)
+$(PHASE7_DATA): $(SEED_VAR) $(PHASE6_DATA) $(HTML_EXAMPLES) $(call code,scripts/merge_phase7_data.py)
 	$(TIMED) $(PY) -m scripts.merge_phase7_data --seed $(SEED)
 
 data: $(PHASE7_DATA) ## 19.1-19.5 every data set: repos, examples, Phase 5/6/7 splits
@@ -87,7 +91,7 @@ data: $(PHASE7_DATA) ## 19.1-19.5 every data set: repos, examples, Phase 5/6/7 s
 # The base model: the embedded default is converted once; any other MODEL is used as given.
 ifeq ($(MODEL),$(DEFAULT_MODEL))
 MODEL_STAMP := $(DEFAULT_MODEL)/provenance.json
-$(MODEL_STAMP): scripts/prepare_model.py tooltrain/modelprep.py tooltrain/chat_template.py | $(VENV_STAMP)
+$(MODEL_STAMP): $(call code,scripts/prepare_model.py) | $(VENV_STAMP)
 	$(TIMED) $(PY) -m scripts.prepare_model --out $(DEFAULT_MODEL)
 else
 MODEL_STAMP := $(VENV_STAMP)
@@ -95,9 +99,6 @@ endif
 
 model: $(MODEL_STAMP) ## prepare the base model (MODEL=...; default: embedded SmolLM2-135M)
 
-TRAIN_CODE := scripts/train_adapter.py tooltrain/train.py tooltrain/prefix_loss.py tooltrain/blas.py \
-	tooltrain/modelprep.py tooltrain/decoding.py tooltrain/scoring.py tooltrain/benchmark.py tooltrain/workspace.py \
-	tooltrain/tools.py tooltrain/stats.py
 # Data-parallel training through MLX's own launcher (mlx-lm averages gradients across ranks):
 # HOSTS=hosts.json puts one rank on each host of an mlx.launch host file; RANKS=2 runs two
 # local processes over loopback. The batch size must divide by the number of ranks.
@@ -109,16 +110,16 @@ endif
 # The phase's valid split as eval cases: training keeps the adapter that does best on them
 # (kept after the run: make would otherwise delete them as intermediate files).
 .SECONDARY: data/eval/phase5_valid.jsonl data/eval/phase6_valid.jsonl data/eval/phase7_valid.jsonl
-data/eval/phase%_valid.jsonl: data/phase%_format/manifest.json scripts/make_in_distribution_eval.py tooltrain/scoring.py
+data/eval/phase%_valid.jsonl: data/phase%_format/manifest.json $(call code,scripts/make_in_distribution_eval.py)
 	$(TIMED) $(PY) -m scripts.make_in_distribution_eval --phase $*
 
 # adapters_phaseN/training_record.json is written last, when training has finished.
 adapters_phase%/training_record.json: configs/lora_phase%.yaml data/phase%_format/manifest.json \
-		data/eval/phase%_valid.jsonl $(MODEL_STAMP) $(MODEL_VAR) $(SEED_VAR) $(TRAIN_CODE)
+		data/eval/phase%_valid.jsonl $(MODEL_STAMP) $(MODEL_VAR) $(SEED_VAR) $(call code,scripts/train_adapter.py)
 	$(TIMED) $(LAUNCH) $(PY) -m scripts.train_adapter -c configs/lora_phase$*.yaml --model $(MODEL) --seed $(SEED)
 
 FUSED := data/models/phase5-fused-8bit/provenance.json
-$(FUSED): adapters_phase5/training_record.json scripts/fuse_phase5.py tooltrain/fuse.py
+$(FUSED): adapters_phase5/training_record.json $(call code,scripts/fuse_phase5.py)
 	$(TIMED) $(PY) -m scripts.fuse_phase5
 
 phase5: adapters_phase5/training_record.json ## Phase 5: data (220/24) and its LoRA adapter
@@ -135,19 +136,17 @@ EVAL_REPOS := data/eval_repos/manifest.json
 HOLDOUT_REPOS := data/holdout_repos/manifest.json
 IN_DIST_EVAL := data/eval/phase7_valid.jsonl
 BENCH_LOG := benchmark_all_phases.log
-BENCH_CODE := benchmark_phase5_vs_base.py tooltrain/benchmark.py tooltrain/scoring.py tooltrain/report.py \
-	tooltrain/tools.py tooltrain/decoding.py tooltrain/stats.py tooltrain/workspace.py tooltrain/guided.py
 
-$(EVAL_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
+$(EVAL_REPOS): configs/repos.toml $(call code,scripts/clone_popular_repos.py) | $(VENV_STAMP)
 	$(TIMED) $(PY) -m scripts.clone_popular_repos --role eval --repos-root data/eval_repos
 
-$(HOLDOUT_REPOS): configs/repos.toml tooltrain/repos.py scripts/clone_popular_repos.py | $(VENV_STAMP)
+$(HOLDOUT_REPOS): configs/repos.toml $(call code,scripts/clone_popular_repos.py) | $(VENV_STAMP)
 	$(TIMED) $(PY) -m scripts.clone_popular_repos --role holdout --repos-root data/holdout_repos
 
 $(BENCH_LOG): adapters_phase5/training_record.json adapters_phase6/training_record.json \
 		adapters_phase7/training_record.json $(FUSED) $(EVAL_REPOS) $(HOLDOUT_REPOS) $(IN_DIST_EVAL) \
 		data/eval/unseen_repos.jsonl data/eval/holdout_repos.jsonl \
-		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(MODEL_VAR) $(BENCH_CODE)
+		$(wildcard ../shared/eval/bfcl_irrelevance_direct.jsonl) $(MODEL_VAR) $(call code,benchmark_phase5_vs_base.py)
 	$(TIMED) $(PY) benchmark_phase5_vs_base.py --base-model $(MODEL)
 
 benchmark: $(BENCH_LOG) ## 19.6 base vs Phase 5, 5 fused-8bit, 6, 7 on three eval sets: .log, .json, .png
