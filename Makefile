@@ -31,7 +31,7 @@ CODE_ENTRIES := scripts/clone_popular_repos.py scripts/generate_repo_examples.py
 	scripts/prepare_model.py scripts/make_in_distribution_eval.py scripts/train_adapter.py scripts/fuse_phase5.py \
 	benchmark_phase5_vs_base.py
 CODE_MK := data/.make/code.mk
-$(CODE_MK): $(wildcard tooltrain/*.py tooltrain/resources/* scripts/*.py) $(CODE_ENTRIES)
+$(CODE_MK): $(wildcard tooltrain/*.py tooltrain/*/*.py tooltrain/resources/* scripts/*.py) $(CODE_ENTRIES)
 	@mkdir -p $(@D); $(PYTHON) -m tooltrain.deps --make $(CODE_ENTRIES) > $@.tmp && mv $@.tmp $@
 include $(CODE_MK)
 code = $(code/$(1))

@@ -30,8 +30,9 @@ import time
 from pathlib import Path
 
 from tooltrain import paths
-from tooltrain.benchmark import NothingBenchmarked, default_models, parse_evals, parse_models, run_benchmark
-from tooltrain.report import format_log, write_outputs
+from tooltrain.blas import environment_report, reexec_with_optimized_blas
+from tooltrain.eval.benchmark import NothingBenchmarked, default_models, parse_evals, parse_models, run_benchmark
+from tooltrain.eval.report import format_log, write_outputs
 
 ROOT = paths.PROJECT_ROOT
 SHARED_BFCL = ROOT.parent / "shared" / "eval" / "bfcl_irrelevance_direct.jsonl"
@@ -76,8 +77,6 @@ def default_evals() -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from tooltrain.train import environment_report, reexec_with_optimized_blas
-
     reexec_with_optimized_blas()
     try:
         specs = parse_models(args.models or [s.name for s in default_models(args.base_model)], args.base_model,

@@ -16,7 +16,7 @@ import argparse
 import json
 
 from tooltrain import paths
-from tooltrain.train_speed import PATHS, format_profile, measure, profile, report, run_child
+from tooltrain.train.speed import PATHS, format_profile, measure, profile, report, run_child
 
 
 def main() -> None:

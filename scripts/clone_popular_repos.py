@@ -24,7 +24,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from tooltrain import paths, repos
+from tooltrain import paths
+from tooltrain.data import repos
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

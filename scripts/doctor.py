@@ -16,7 +16,7 @@ import platform
 import sys
 from pathlib import Path
 
-from tooltrain import blas, cli, modelprep
+from tooltrain import blas, cli, model_folders
 from tooltrain.paths import MODELS
 
 DEFAULT_MODEL = MODELS / "smollm2-135m-instruct"
@@ -62,10 +62,10 @@ def _model_state(model: Path) -> tuple[str, int]:
     if not model.exists():
         return "missing", 0
     try:
-        quant = modelprep.check_folder(model).get("quantization")
+        quant = model_folders.check_folder(model).get("quantization")
         if quant is not None and not (isinstance(quant, dict) and isinstance(quant.get("bits"), int)):
-            raise modelprep.ModelError(f"{model / 'config.json'}: 'quantization' has no whole number 'bits'")
-    except modelprep.ModelError as err:
+            raise model_folders.ModelError(f"{model / 'config.json'}: 'quantization' has no whole number 'bits'")
+    except model_folders.ModelError as err:
         return f"unusable: {err}", 1
     # Quantized and bfloat16 matmuls never reach BLAS on a CPU; float32 ones do.
     return (f"present, {quant['bits']}-bit quantized" if quant else "present, not quantized"), 0

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from tooltrain import cli, paths
-from tooltrain.fuse import fuse_and_quantize
+from tooltrain.train.fuse import fuse_and_quantize
 
 
 def main() -> None:

@@ -14,22 +14,23 @@ import time
 from pathlib import Path
 
 from tooltrain import cli, paths
-from tooltrain.datacard import provenance
-from tooltrain.html_examples import generate_html_examples
+from tooltrain.data import options
+from tooltrain.data.datacard import provenance
+from tooltrain.data.html_examples import generate_html_examples
+from tooltrain.data.pipeline import write_stage
 from tooltrain.io import jsonl_text
-from tooltrain.pipeline import write_stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    cli.add_common(parser, {"grep": 9, "read": 5, "direct": 16})
+    options.add_common(parser, {"grep": 9, "read": 5, "direct": 16})
     parser.add_argument("--out", type=Path, default=paths.HTML_EXAMPLES)
     args = parser.parse_args()
-    cli.check_counts(args)
+    options.check_counts(args)
     started = time.perf_counter()
     counts = {"grep": args.grep, "read": args.read, "direct": args.direct}
-    repos = cli.repo_names(args.manifest, "train")
-    rows = generate_html_examples(args.repos_root, repos, counts, args.seed, cli.row_options(args))
+    repos = options.repo_names(args.manifest, "train")
+    rows = generate_html_examples(args.repos_root, repos, counts, args.seed, options.row_options(args))
     print(f"[time] html: {time.perf_counter() - started:.2f}s ({len(rows)} examples)")
     write_stage({args.out: provenance(
         "HTML examples (19.3)", {"stage": "HTML examples (19.3)", "seed": args.seed, "repos": repos, "asked": counts},

@@ -17,13 +17,14 @@ Run from the project root:
 import argparse
 from pathlib import Path
 
-from tooltrain import cli, paths, repos
-from tooltrain.pipeline import repo_examples, write_stage
+from tooltrain import cli, paths
+from tooltrain.data import options, repos
+from tooltrain.data.pipeline import repo_examples, write_stage
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    cli.add_common(parser, {"grep": 300, "read": 150, "direct": 100})
+    options.add_common(parser, {"grep": 300, "read": 150, "direct": 100})
     parser.add_argument("--curated-direct", type=cli.count, default=75,
                         help="how many direct examples are hand-written (default 75; the rest are docstrings)")
     parser.add_argument("--role", default="train", choices=repos.ROLES,
@@ -31,11 +32,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=paths.REPO_EXAMPLES, help="output folder")
     parser.add_argument("--workers", type=cli.positive, default=None, help="parser processes (default: all cores)")
     args = parser.parse_args()
-    cli.check_counts(args)
-    rows, files = repo_examples(args.repos_root, cli.repo_names(args.manifest, args.role),
+    options.check_counts(args)
+    rows, files = repo_examples(args.repos_root, options.repo_names(args.manifest, args.role),
                                 {"grep": args.grep, "read": args.read, "direct": args.direct}, args.seed,
                                 args.curated_direct, title="Repository examples (19.2)", workers=args.workers,
-                                options=cli.row_options(args))
+                                options=options.row_options(args))
     write_stage({args.out: files})
     print(f"wrote {len(rows)} examples to {args.out / paths.EXAMPLES_FILE}")
 

@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 from tooltrain import cli, paths
+from tooltrain.data.pipeline import load_examples, read_split
+from tooltrain.eval.scoring import case_from_example
 from tooltrain.io import write_jsonl
-from tooltrain.pipeline import load_examples, read_split
-from tooltrain.scoring import case_from_example
 
 SOURCES = ("phase5_examples", "repos_examples", "html_examples")
 

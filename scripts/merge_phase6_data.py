@@ -12,7 +12,7 @@ Run from the project root:
 """
 
 from tooltrain import cli
-from tooltrain.pipeline import merge_phase
+from tooltrain.data.pipeline import merge_phase
 
 
 def main() -> None:

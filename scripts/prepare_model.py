@@ -15,7 +15,8 @@ Run:    python -m scripts.prepare_model [--out DIR] [--force] [--model ID_OR_PAT
 import argparse
 from pathlib import Path
 
-from tooltrain.modelprep import DEFAULT_DIR, DEFAULT_MODEL, ModelError, prepare_model
+from tooltrain.model.gguf import DEFAULT_DIR, DEFAULT_MODEL, prepare_model
+from tooltrain.model_folders import ModelError
 
 
 def main() -> None:

@@ -23,7 +23,8 @@ import argparse
 from pathlib import Path
 
 from tooltrain import cli
-from tooltrain.train import train_phase
+from tooltrain.eval.checkpoints import task_scorer
+from tooltrain.train.run import train_phase
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     parser.add_argument("--no-task-map", dest="task_map", action="store_false", default=None,
                         help="score without the workspace map (for data made with --no-map)")
     args = vars(parser.parse_args())
-    record = train_phase(args.pop("config"), **args)
+    record = train_phase(args.pop("config"), task_scorer, **args)
     if record is None:
         return  # a distributed run's other ranks: rank 0 reports
     print(f"{record['data']}: val loss {record['val_loss_first']} -> {record['val_loss_last']} "

@@ -9,8 +9,8 @@ import pytest
 
 from tests.fixture_repos import make_repos
 from tests.training_runs import ROOT
-from tooltrain.ask import AskError, Workspace, check_question
-from tooltrain.guided import workspace_paths
+from tooltrain.eval.ask import AskError, Workspace, check_question
+from tooltrain.eval.guided import workspace_paths
 
 
 @pytest.fixture

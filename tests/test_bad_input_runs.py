@@ -19,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from tests.training_runs import ROOT, make_run, train
-from tooltrain import modelprep
+from tooltrain import model_folders
+from tooltrain.model import gguf
 from tooltrain.io import write_jsonl
-from tooltrain.train import REEXEC_MARK, WORK_DIR
+from tooltrain.blas import REEXEC_MARK
+from tooltrain.train.record import WORK_DIR
 
 # The optimized-BLAS check reruns each script once; it is not what these tests are about.
 QUICK = {**os.environ, REEXEC_MARK: "1"}
@@ -63,7 +65,7 @@ def tiny_model(folder: Path, real: Path, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(folder / "model.safetensors"), dict(tree_flatten(model.parameters())))
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    for name in modelprep.TOKENIZER_FILES:
+    for name in model_folders.TOKENIZER_FILES:
         shutil.copyfile(real / name, folder / name)
     return folder
 
@@ -72,7 +74,7 @@ def tiny_model(folder: Path, real: Path, seed: int = 0) -> Path:
 def embedded(request) -> Path:
     """The embedded model's folder: the project's when `make model` has built it, else the session's own
     conversion (a clean clone's `make test`), so these tests never skip for want of it."""
-    built = modelprep.DEFAULT_DIR
+    built = gguf.DEFAULT_DIR
     return built if (built / "tokenizer.json").exists() else request.getfixturevalue("converted")
 
 
@@ -94,36 +96,36 @@ def drop_config(copy: Path) -> None:
 
 def unstamped(copy: Path) -> None:
     """A copy made before copies were stamped with their source's digest (and so never checked against it)."""
-    provenance = json.loads((copy / modelprep.PROVENANCE).read_text())
+    provenance = json.loads((copy / model_folders.PROVENANCE).read_text())
     del provenance["source_stamp"]
-    (copy / modelprep.PROVENANCE).write_text(json.dumps(provenance))
+    (copy / model_folders.PROVENANCE).write_text(json.dumps(provenance))
 
 
 def test_a_broken_float32_copy_is_rebuilt_before_it_is_used(tiny, tmp_path, capsys):
     source = shutil.copytree(tiny, tmp_path / "tiny")
-    copy = modelprep.float32_copy(source)
+    copy = model_folders.float32_copy(source)
     good = files(copy)
     written = (copy / "model.safetensors").stat().st_mtime_ns
-    assert modelprep.float32_copy(source) == copy  # an intact copy is used as it is
+    assert model_folders.float32_copy(source) == copy  # an intact copy is used as it is
     assert (copy / "model.safetensors").stat().st_mtime_ns == written and "rebuilding" not in capsys.readouterr().out
     for damage, reason in [(truncate_weights, f"truncated weights file {copy}/model.safetensors: "),
                            (drop_config, f"model folder {copy} has no config.json"),
                            (unstamped, "its provenance.json does not match (source_stamp)")]:
         damage(copy)
-        assert modelprep.float32_copy(source) == copy
+        assert model_folders.float32_copy(source) == copy
         assert f"note: rebuilding {copy}: {reason}" in capsys.readouterr().out
         assert files(copy) == good
 
 
 def test_a_float32_copy_of_other_weights_is_rebuilt(tiny, embedded, tmp_path, capsys):
     source = shutil.copytree(tiny, tmp_path / "tiny")
-    copy = modelprep.float32_copy(source)
+    copy = model_folders.float32_copy(source)
     old = (copy / "model.safetensors").read_bytes()
     tiny_model(source, embedded, seed=1)  # the base was made again since: same names, other weights
-    assert modelprep.float32_copy(source) == copy
+    assert model_folders.float32_copy(source) == copy
     assert f"note: rebuilding {copy}: its provenance.json does not match (source_stamp)" in capsys.readouterr().out
     assert (copy / "model.safetensors").read_bytes() != old
-    assert json.loads((copy / modelprep.PROVENANCE).read_text())["source_stamp"] == modelprep.source_stamp(source)
+    assert json.loads((copy / model_folders.PROVENANCE).read_text())["source_stamp"] == model_folders.source_stamp(source)
 
 
 # ---------------------------------------------------------------- training
@@ -169,7 +171,7 @@ def test_training_that_cannot_load_its_model_leaves_the_earlier_run_as_it_was(tm
 @pytest.mark.slow
 def test_training_rebuilds_a_broken_float32_copy_and_replaces_the_earlier_run_only_at_the_end(tiny, tmp_path):
     source = shutil.copytree(tiny, tmp_path / "tiny")
-    copy = modelprep.float32_copy(source)
+    copy = model_folders.float32_copy(source)
     truncate_weights(copy)
     adapters = tmp_path / "adapters"
     before = earlier_run(adapters)

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.fixture_repos import make_repos
-from tooltrain import repos, tools, workspace
-from tooltrain.ask import Workspace
-from tooltrain.extract import extract_repos
-from tooltrain.guided import folders_under, workspace_paths
-from tooltrain.html_examples import html_files
+from tooltrain import tools, workspace
+from tooltrain.data import repos
+from tooltrain.eval.ask import Workspace
+from tooltrain.data.extract import extract_repos
+from tooltrain.eval.guided import folders_under, workspace_paths
+from tooltrain.data.html_examples import html_files
 from tooltrain.io import read_jsonl, write_jsonl
-from tooltrain.scoring import Case, check_call, read_output
+from tooltrain.eval.scoring import Case, check_call, read_output
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "The secret module outside the tree: its docstring must never become a training answer."

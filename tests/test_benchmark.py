@@ -9,10 +9,10 @@ import pytest
 
 from tests.fixture_repos import make_repos
 from tests.training_runs import ROOT
-from tooltrain.benchmark import parse_models
-from tooltrain.decoding import greedy_decode, lookup_draft
+from tooltrain.eval.benchmark import parse_models
+from tooltrain.eval.decoding import greedy_decode, lookup_draft
 from tooltrain.io import write_jsonl
-from tooltrain.scoring import (Case, EvalFileError, case_from_example, check_call, decided, finished_call,
+from tooltrain.eval.scoring import (Case, EvalFileError, case_from_example, check_call, decided, finished_call,
                                load_cases, metrics, read_output)
 
 GREP_CALL = '<tool_call>\n{"name": "grep", "arguments": {"pattern": "class FlangePart\\\\b", "path": "gadgets"}}\n</tool_call>'
@@ -235,7 +235,7 @@ def test_drafted_decoding_gives_the_plain_greedy_tokens(converted):
     from mlx_lm.generate import generate_step
     from mlx_lm.models.cache import make_prompt_cache
 
-    from tooltrain.decoding import CALL_SHAPES, context_messages
+    from tooltrain.eval.decoding import CALL_SHAPES, context_messages
     from tooltrain.tools import TOOLS
 
     model, tokenizer = load(str(converted))
@@ -260,7 +260,7 @@ def test_the_benchmark_decision_path_gives_plain_generate_output(float32_base, t
     stop, direct answers cut) against mlx-lm's one-shot `generate` on the whole prompt, question after question."""
     from tests.training_runs import load_with_adapter
     from tooltrain import workspace
-    from tooltrain.decoding import Decider, context_messages
+    from tooltrain.eval.decoding import Decider, context_messages
 
     model, tokenizer = load_with_adapter(float32_base, trained)
     context = context_messages(workspace.render_map(workspace.scan_roots([root])))
@@ -295,7 +295,7 @@ def test_adapter_fused_in_memory_computes_the_same_logits(float32_base, trained)
     import mlx.core as mx
     from mlx_lm import load
 
-    from tooltrain.benchmark import fuse_unquantized_adapters
+    from tooltrain.eval.benchmark import fuse_unquantized_adapters
 
     model, tokenizer = load(str(float32_base), adapter_path=str(trained))
     tokens = mx.array(tokenizer.encode("Where is the Flask class defined?"))[None]

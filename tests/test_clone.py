@@ -14,7 +14,7 @@ import git
 import pytest
 
 from scripts.clone_popular_repos import main
-from tooltrain import repos
+from tooltrain.data import repos
 
 UNREACHABLE = "file:///nonexistent/repo.git"
 SDIST_FILES = {  # 3 *.py; the .pyi and .pyc must not count

@@ -11,10 +11,10 @@ import pytest
 
 from tests.fixture_repos import SYNTAX_ERRORS, make_repos
 from tooltrain import tools, workspace
-from tooltrain.datacard import question_of
-from tooltrain.generate import real_arguments
+from tooltrain.tools import question_of
+from tooltrain.data.generate import real_arguments
 from tooltrain.io import read_jsonl
-from tooltrain.split import group_keys
+from tooltrain.data.split import group_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTS = {

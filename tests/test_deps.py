@@ -6,15 +6,16 @@ from tooltrain.deps import ROOT, code_files
 
 
 def test_a_stage_depends_on_every_module_its_script_runs_lazy_imports_and_resources_included():
-    assert {"tooltrain/prefix_loss.py", "tooltrain/io.py", "tooltrain/paths.py", "tooltrain/modelprep.py",
-            "tooltrain/benchmark.py"} <= set(code_files("scripts/train_adapter.py"))  # the task scorer, lazily
-    assert {"tooltrain/decoding.py", "tooltrain/modelprep.py", "tooltrain/io.py", "tooltrain/blas.py",
-            "tooltrain/guided.py"} <= set(code_files("benchmark_phase5_vs_base.py"))
-    assert {"tooltrain/modelprep.py", "tooltrain/train.py"} <= set(code_files("scripts/fuse_phase5.py"))
+    assert {"tooltrain/train/prefix_loss.py", "tooltrain/io.py", "tooltrain/paths.py", "tooltrain/model_folders.py",
+            "tooltrain/eval/benchmark.py", "tooltrain/train/__init__.py"} <= set(code_files("scripts/train_adapter.py"))
+    assert {"tooltrain/eval/decoding.py", "tooltrain/model_folders.py", "tooltrain/io.py", "tooltrain/blas.py",
+            "tooltrain/eval/guided.py"} <= set(code_files("benchmark_phase5_vs_base.py"))  # blas lazily
+    assert {"tooltrain/model_folders.py", "tooltrain/train/record.py"} <= set(code_files("scripts/fuse_phase5.py"))
     html = code_files("scripts/generate_html_examples.py")
     assert "tooltrain/resources/html_qa.jsonl" in html and "tooltrain/resources/library_qa.jsonl" in html
     assert "tooltrain/resources/html_qa.jsonl" not in code_files("scripts/generate_repo_examples.py")
-    assert "tooltrain/ask.py" not in code_files("benchmark_phase5_vs_base.py")  # not everything, either
+    assert "tooltrain/eval/ask.py" not in code_files("benchmark_phase5_vs_base.py")  # not everything, either
+    assert not any(f.startswith("tooltrain/train/") for f in code_files("scripts/generate_repo_examples.py"))
 
 
 def test_every_script_a_file_target_runs_is_an_entry_make_derives_code_for():

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import regex
 
-from tooltrain import paths, repos, tools
+from tooltrain import paths, tools
+from tooltrain.data import repos
 from tooltrain.io import read_jsonl
 
 ROOT = paths.PROJECT_ROOT
@@ -29,7 +30,7 @@ SETS = {
     "unseen_repos": (ROOT / "data" / "eval" / "unseen_repos.jsonl", "eval", paths.EVAL_REPOS_ROOT, "u"),
     "holdout_repos": (ROOT / "data" / "eval" / "holdout_repos.jsonl", "holdout", paths.HOLDOUT_REPOS_ROOT, "h"),
 }
-LABELS = ("grep", "read", "direct")
+LABELS = tools.LABELS
 KEYS = {"id", "question", "repo", "expected", "check", "tags"}
 CHECK_KEYS = {"grep": {"must_find", "in_file"}, "read": {"path"}, "direct": set()}
 DIRECT_KINDS = {"names-repo", "general", "off-topic"}

@@ -4,7 +4,7 @@ always real, and wherever the greedy path was real already the guided output is 
 import pytest
 
 from tests.fixture_repos import make_repos
-from tooltrain.guided import (END, FREE, KEY_QUOTE, build_trie, folders_under, grep_finds, pattern_tokens, step,
+from tooltrain.eval.guided import (END, FREE, KEY_QUOTE, build_trie, folders_under, grep_finds, pattern_tokens, step,
                               workspace_paths)
 
 
@@ -91,8 +91,8 @@ def test_guided_paths_are_real_and_otherwise_the_greedy_output(float32_base, rep
     from mlx_lm.models.cache import make_prompt_cache
     from mlx_lm.sample_utils import make_sampler
 
-    from tooltrain.decoding import greedy_decode
-    from tooltrain.guided import PathGuard
+    from tooltrain.eval.decoding import greedy_decode
+    from tooltrain.eval.guided import PathGuard
     from tooltrain.tools import SYSTEM_PROMPT, TOOLS
 
     model, tokenizer = load(str(float32_base))
@@ -135,9 +135,9 @@ def test_a_retried_search_keeps_the_model_greedy_up_to_the_one_token_it_changes(
     from mlx_lm import load
 
     from tooltrain import workspace
-    from tooltrain.decoding import Decider, context_messages
-    from tooltrain.guided import PathGuard, decide_searching
-    from tooltrain.scoring import read_output
+    from tooltrain.eval.decoding import Decider, context_messages
+    from tooltrain.eval.guided import PathGuard, decide_searching
+    from tooltrain.eval.scoring import read_output
 
     model, tokenizer = load(str(float32_base))
     folders = folders_under([repos])

@@ -15,9 +15,11 @@ import pytest
 from tests.training_runs import ROOT, make_run, rows, train, user_env, validation_loss
 from tooltrain.io import write_jsonl
 from tooltrain.tools import TOOLS
-from tooltrain.train import (ADAPTER_FILE, BEST_SNAPSHOT, CONFIG_FILE, LAST_FILE, LOSS_BEST_FILE, PLOT_FILE,
-                             RECORD_FILE, RESUME_FILE, WORK_DIR, Recorder, TrainingInputError, _finish,
-                             _prepare_dir, check_data, load_config, read_log, resume_state)
+from tooltrain.model_folders import ADAPTER_FILE
+from tooltrain.train.config import TrainingInputError, check_data, load_config
+from tooltrain.train.record import (BEST_SNAPSHOT, CONFIG_FILE, LAST_FILE, LOSS_BEST_FILE, PLOT_FILE, RECORD_FILE,
+                                    RESUME_FILE, WORK_DIR, Recorder, read_log, resume_state)
+from tooltrain.train.run import _finish, _prepare_dir
 
 
 @pytest.mark.slow
@@ -176,8 +178,8 @@ def test_fuse_phase5_writes_an_8_bit_model_that_says_where_it_came_from(trained,
     import mlx.nn as nn
     from mlx_lm import generate, load
 
-    from tooltrain.benchmark import ModelSpec, load_model
-    from tooltrain.modelprep import has_accelerator
+    from tooltrain.eval.benchmark import ModelSpec, load_model
+    from tooltrain.model_folders import has_accelerator
 
     out = tmp_path / "fused-8bit"
     done = subprocess.run([sys.executable, "-m", "scripts.fuse_phase5", "--adapter-path", str(trained),
@@ -267,7 +269,7 @@ def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path, w
     from mlx_lm.tuner.trainer import default_loss, iterate_batches
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from tooltrain.prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
+    from tooltrain.train.prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
 
     make_run(tmp_path, float32_base, iters=1, save_every=1)
     model, tokenizer = load(str(float32_base))
@@ -302,7 +304,7 @@ def test_shared_prefix_loss_equals_mlx_lm_default_loss(float32_base, tmp_path, w
 def test_validation_draws_the_same_batches_and_leaves_the_training_rng_alone():
     import numpy as np
 
-    from tooltrain.train import same_validation_batches
+    from tooltrain.train.run import same_validation_batches
 
     rows = [(list(range(1, 3 + i)), 0) for i in range(20)]  # (tokens, prompt offset), lengths 2..21
     np.random.seed(123)

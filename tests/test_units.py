@@ -6,10 +6,10 @@ import pytest
 
 from tests.fixture_repos import SYNTAX_ERRORS, make_repos
 from tooltrain import tools
-from tooltrain.docstrings import clean_docstring
-from tooltrain.extract import extract_repos
+from tooltrain.data.docstrings import clean_docstring
+from tooltrain.data.extract import extract_repos
 from tooltrain.io import MalformedJSONL, read_jsonl, write_jsonl
-from tooltrain.split import SplitError, grouped_split
+from tooltrain.data.split import SplitError, grouped_split
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 
 from tests.fixture_repos import make_repos
 from tooltrain import workspace
-from tooltrain.extract import extract_repos
-from tooltrain.generate import (Candidate, Draw, RowOptions, Verifier, grep_candidates, identifier_words,
+from tooltrain.data.extract import extract_repos
+from tooltrain.data.generate import (Candidate, Draw, RowOptions, Verifier, grep_candidates, identifier_words,
                                 real_arguments, render)
 
 

@@ -43,7 +43,7 @@ def make_run(tmp_path: Path, model: Path, iters: int, save_every: int) -> Path:
 def user_env() -> dict:
     """This process's environment without the BLAS choice the test session made (tests/conftest.py): what a
     user's shell hands `train_adapter`, which then makes the choice itself."""
-    from tooltrain.train import REEXEC_MARK
+    from tooltrain.blas import REEXEC_MARK
 
     chosen = ("LD_PRELOAD", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", REEXEC_MARK)
     return {k: v for k, v in os.environ.items() if k not in chosen}
@@ -78,7 +78,7 @@ def validation_loss(model: Path, adapter: Path, data: Path) -> float:
     from mlx_lm.tuner.datasets import CacheDataset, load_local_dataset
     from mlx_lm.tuner.trainer import evaluate
 
-    from tooltrain.train import same_validation_batches
+    from tooltrain.train.run import same_validation_batches
 
     net, tokenizer = load_with_adapter(model, adapter)
     _, valid, _ = load_local_dataset(Path(data), tokenizer, types.SimpleNamespace(mask_prompt=True))

@@ -20,6 +20,9 @@ Use from the shell (prints on stderr which path it took):
     python -m tooltrain.blas exec -- mlx_lm.lora -c configs/lora_phase5.yaml
     python -m tooltrain.blas env        # KEY=VALUE words for env(1), empty if none
     python -m tooltrain.blas detect --gflops
+
+and from a script that runs MLX, before MLX is loaded: `reexec_with_optimized_blas()`
+runs the same command again, once, with OpenBLAS preloaded.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+
+from .paths import PROJECT_ROOT
 
 # The Debian/Ubuntu pthread build first: it is DYNAMIC_ARCH (kernels for every
 # x86 generation) and the one `scripts/install_openblas.sh` installs.
@@ -332,8 +337,6 @@ def measure_gflops(m: int = 512, k: int = 576, n: int = 1536, warmup: int = 3, r
 
 def child_report(extra_env: dict[str, str], gflops: bool = True, repeats: int = 10, timeout: float = 300) -> dict:
     """`detect()` (and `measure_gflops()`) in a fresh child run with `extra_env` added."""
-    from tooltrain.paths import PROJECT_ROOT
-
     env = {**os.environ, **extra_env}
     env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     cmd = [sys.executable, "-m", "tooltrain.blas", "detect", "--json"]
@@ -346,6 +349,30 @@ def child_report(extra_env: dict[str, str], gflops: bool = True, repeats: int = 
 
 
 # ----------------------------------------------------------------------- CLI
+
+
+REEXEC_MARK = "TOOLTRAIN_BLAS_CHECKED"
+
+
+def reexec_with_optimized_blas() -> None:
+    """On Linux, run this same command again, once, with an optimized BLAS preloaded when one is usable."""
+    if os.environ.get(REEXEC_MARK) or platform.system() != "Linux":
+        return
+    plan = optimized_env()
+    print(f"blas: {plan.reason}", file=sys.stderr, flush=True)  # a note, not output: stdout stays clean for --json
+    env = {**os.environ, **plan.vars, REEXEC_MARK: "1"}
+    if plan.optimized:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    os.environ[REEXEC_MARK] = "1"
+
+
+def environment_report(base_note: str) -> dict:
+    """Device, BLAS and base-model path of this process, for the training record."""
+    import mlx.core as mx
+
+    info = detect()
+    return {"device": str(mx.default_device()), "blas": info.blas, "blas_detail": asdict(info),
+            "base_path": base_note, "platform": platform.platform()}
 
 
 def main(argv: list[str] | None = None) -> int:

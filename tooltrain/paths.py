@@ -3,6 +3,7 @@
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESOURCES = PROJECT_ROOT / "tooltrain" / "resources"  # the hand-written direct answers the data stage draws from
 CONFIGS = PROJECT_ROOT / "configs"
 DATA = PROJECT_ROOT / "data"
 REPOS_ROOT = DATA / "repos"
@@ -13,7 +14,6 @@ REPO_EXAMPLES = DATA / "repos_examples"
 HTML_EXAMPLES = DATA / "html_examples"
 PHASE5_EXAMPLES = DATA / "phase5_examples"
 PHASE5_FORMAT = DATA / "phase5_format"
-PHASE6_FORMAT = DATA / "phase6_format"
 PHASE7_FORMAT = DATA / "phase7_format"
 MODELS = DATA / "models"
 EXAMPLES_FILE = "training_examples.jsonl"

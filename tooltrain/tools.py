@@ -26,6 +26,8 @@ from pathlib import Path
 
 import regex
 
+LABELS = ("grep", "read", "direct")  # what the model does with a question: call grep, call read, or answer
+
 SYSTEM_PROMPT = (
     "You are a coding assistant for the Python repositories in the workspace. "
     "To locate code whose file is unknown, call grep. "
@@ -301,3 +303,8 @@ def read(root: Path, path: str) -> str:
 def tool_call(name: str, **arguments) -> dict:
     """An assistant message holding one tool call, arguments as a JSON object (never a string)."""
     return {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": name, "arguments": arguments}}]}
+
+
+def question_of(row: dict) -> str:
+    """The question of a chat row (its user message)."""
+    return next(m["content"] for m in row["messages"] if m["role"] == "user")

@@ -22,14 +22,15 @@ import time
 import types
 from pathlib import Path
 
+from ..blas import REEXEC_MARK, detect, optimized_env
+from ..model_folders import training_base
+from .prefix_loss import answer_window, frozen_block_count, make_shared_prefix_loss, shared_prefix
+
 PATHS = ("stock", "blas", "project")
 
 
 def child_env(path: str) -> dict:
     """The environment a path's child starts in: OpenBLAS preloaded or explicitly not."""
-    from .blas import optimized_env
-    from .train import REEXEC_MARK
-
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "OPENBLAS_CORETYPE")}
     env[REEXEC_MARK] = "1"  # the child must not swap its BLAS itself
     if path != "stock":
@@ -49,8 +50,6 @@ def _setup(path: str, model: str, data: str, num_layers: int, rank: int, batch_s
     from mlx_lm.tuner.trainer import default_loss, iterate_batches
     from mlx_lm.tuner.utils import linear_to_lora_layers
 
-    from .modelprep import training_base
-    from .prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
 
     weights = model if path == "stock" else training_base(model)[0]
     mx.random.seed(seed)
@@ -111,8 +110,6 @@ def measure(path: str, model: str, data: str, steps: int, num_layers: int, rank:
     """Time `steps` training steps of one path in this process (the child's side)."""
     import mlx.core as mx
 
-    from .blas import detect
-
     run = _setup(path, model, data, num_layers, rank, batch_size, seed)
     step, state = _compiled(run)
     mx.reset_peak_memory()
@@ -150,7 +147,6 @@ def _step_matmuls(net, prefix: int, row_tokens: int, head_tokens: int) -> dict[t
     and on the prefix; the head forward and backward on the answer windows' tokens."""
     import mlx.nn as nn
 
-    from .prefix_loss import frozen_block_count
 
     shapes: dict[tuple[int, int, int], int] = {}
 

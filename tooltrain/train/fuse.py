@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .modelprep import build_model_folder
-from .train import RECORD_FILE
+from ..model_folders import build_model_folder
+from .record import RECORD_FILE
 
 
 def fuse_and_quantize(adapter_dir: Path, out: Path, bits: int = 8, group_size: int = 32) -> Path:

@@ -29,19 +29,20 @@ from dataclasses import dataclass, field, replace
 from itertools import cycle
 from pathlib import Path
 
-from . import templates, tools, workspace
+from .. import tools, workspace
+from ..io import read_jsonl
+from ..paths import RESOURCES
+from ..tools import LABELS
+from . import templates
 from .docstrings import clean_docstring
 from .extract import FileFacts
-from .io import read_jsonl
 
-RESOURCES = Path(__file__).parent / "resources"
 # Hand-written direct answers. Library ones name a training library (many with code in the question):
 # a small model calls grep on anything that names a library; these teach it not to.
 LIBRARY_QA = [RESOURCES / "library_qa.jsonl", RESOURCES / "library_code_qa.jsonl"]
 # Python concepts, how-tos and off-topic requests; requests about the world phrased like searches.
 OTHER_QA = [RESOURCES / "general_qa.jsonl", RESOURCES / "world_qa.jsonl"]
 LIBRARY_SHARE = 0.45  # of the curated direct rows, the share that names a library
-LABELS = ("grep", "read", "direct")
 # A definition that greps to more lines than this is too vague to teach; usages may be broader.
 MAX_HITS = {"usage": 60, "decorator": 60, "import": 60, "relative_import": 60, "import_name": 60, "subclass": 60,
             "raise": 60}

@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import tools, workspace
+from .. import tools, workspace
+from .scoring import read_output
 
 END = ""  # the key marking a complete path in a trie node
 FREE = "free"  # the value is closed: no constraint on what follows
@@ -196,7 +197,6 @@ RETRIES = 3
 
 def grep_finds(raw: str, folders: dict[str, Path]) -> bool:
     """False only for a grep call whose pattern does not compile or finds nothing under its path."""
-    from .scoring import read_output
 
     reading = read_output(raw)
     if reading.decision != "grep":

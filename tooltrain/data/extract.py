@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tools
+from .. import tools
 
 SKIP_DIRS = {"__pycache__", "node_modules", "venv", "build", "dist"}  # hidden folders (.git, .venv) too
 

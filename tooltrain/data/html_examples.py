@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from . import templates, tools
-from .generate import RESOURCES, Candidate, Draw, PoolTooSmall, RowOptions, curated_candidates, select
+from .. import tools
+from ..paths import RESOURCES
+from . import templates
+from .generate import Candidate, Draw, PoolTooSmall, RowOptions, curated_candidates, select
 
 # (feature, tag or attribute test, grep pattern, topic words for the question)
 FEATURES = [

@@ -19,6 +19,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from ..tools import SYSTEM_PROMPT, TOOLS
+from .scoring import decided, finished_call
+
 
 def lookup_draft(history: list[int], context: list[int], size: int, longest: int = 3) -> list[int]:
     """Up to `size` tokens that followed the latest earlier occurrence in `context` of the last
@@ -93,7 +96,6 @@ def _runner_up(row, choice: int, allowed: list[int] | None) -> tuple[int | None,
 
 def context_messages(workspace_map: str | None) -> list[dict]:
     """What precedes every question: the system prompt and, when given, the workspace map."""
-    from .tools import SYSTEM_PROMPT
 
     context = [{"role": "system", "content": SYSTEM_PROMPT}]
     if workspace_map is not None:
@@ -112,14 +114,13 @@ class Decider:
     prefilled once into mlx-lm's prompt cache, each question prefills only its own tokens, and decoding
     stops as soon as the call is complete or the turn ends (prompt-lookup drafts cut the forward passes,
     not the output). `max_answer_tokens=None` lets a direct answer run to its end. With a `guard`
-    (tooltrain.guided.PathGuard) a call's path can only be a real path of the workspace."""
+    (tooltrain.eval.guided.PathGuard) a call's path can only be a real path of the workspace."""
 
     def __init__(self, model, tokenizer, context: list[dict], max_tokens: int = 96,
                  max_answer_tokens: int | None = 8, draft_size: int = 8, guard=None):
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache
 
-        from .tools import TOOLS
 
         self.model, self.tokenizer, self.context = model, tokenizer, context
         self.max_tokens, self.max_answer_tokens, self.draft_size = max_tokens, max_answer_tokens, draft_size
@@ -132,7 +133,6 @@ class Decider:
         mx.eval([c.state for c in self.cache])
 
     def prompt(self, question: str) -> list[int]:
-        from .tools import TOOLS
 
         return self.tokenizer.apply_chat_template([*self.context, {"role": "user", "content": question}],
                                                   tools=TOOLS, add_generation_prompt=True)
@@ -143,7 +143,6 @@ class Decider:
         holds, per answer token, the token that came second and its logit margin (None, inf for forced ones)."""
         from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 
-        from .scoring import decided, finished_call
 
         forced = list(forced)
         tokens = self.prompt(question) + forced

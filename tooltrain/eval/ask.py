@@ -1,7 +1,7 @@
 """`make ask`: a trained model pointed at your own code. One question, one routing decision, one tool
 call run for real inside your folders, and the tool's result (it does not yet read the result and answer
 from it). With guided decoding a call's path can only be one that exists in those folders, and a grep that
-finds nothing there is decoded again (tooltrain.guided.decide_searching).
+finds nothing there is decoded again (tooltrain.eval.guided.decide_searching).
 
 The workspace is one or several folders; the model sees their map (tooltrain.workspace) exactly as in
 training and the benchmark, and a call's path must start with one of those folders. Each call runs with
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import tools, workspace
+from .. import tools, workspace
 from .decoding import Decider, context_messages
 from .guided import PathGuard, decide_searching
 from .scoring import read_output
@@ -131,7 +131,7 @@ class Answer:
 class Assistant:
     """A loaded model and a workspace: `ask(question)` decides, runs the call, returns the Answer. With
     `guided`, a call's path can only be a real path of the workspace, and a grep that finds nothing is
-    retried (tooltrain.guided)."""
+    retried (tooltrain.eval.guided)."""
 
     def __init__(self, model, tokenizer, ws: Workspace, max_tokens: int = 256, guided: bool = False):
         self.workspace, self.guided = ws, guided

@@ -13,12 +13,13 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from . import paths
-from .cli import count
+from .. import paths
+from ..cli import count
+from ..io import json_text, jsonl_text, publish, read_json, read_jsonl
+from ..tools import LABELS
 from .datacard import provenance, source_versions, summarize
 from .extract import extract_repos
-from .generate import LABELS, RowOptions, generate_examples
-from .io import json_text, jsonl_text, publish, read_json, read_jsonl
+from .generate import RowOptions, generate_examples
 from .split import SplitError, grouped_split, training_row
 
 SPLIT_FILE = "split.json"

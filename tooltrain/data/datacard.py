@@ -7,11 +7,8 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from .io import MANIFEST, json_text, sha256_text
-
-
-def question_of(row: dict) -> str:
-    return next(m["content"] for m in row["messages"] if m["role"] == "user")
+from ..io import MANIFEST, json_text, sha256_text
+from ..tools import question_of
 
 
 def answer_of(row: dict) -> str:

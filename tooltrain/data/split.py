@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from .datacard import question_of
+from ..tools import question_of
 from .generate import normalise_question
 
 

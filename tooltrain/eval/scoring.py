@@ -17,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import tools
-from .io import read_jsonl
-from .stats import wilson
+from .. import tools
+from ..io import read_jsonl
+from ..stats import wilson
+from ..tools import LABELS, question_of
 
-LABELS = ("grep", "read", "direct")
 INVALID = "invalid"  # a tool call that names no known tool, or cannot be read at all
 TAG_OPEN, TAG_CLOSE = "<tool_call>", "</tool_call>"
 GREP_MAX_HITS = 100  # a pattern matching more lines than this does not locate anything
@@ -262,7 +262,7 @@ def metrics(records: list[dict]) -> dict:
 
 def case_from_example(example: dict, repos_root: Path) -> dict:
     """An eval case asking an example's own question: a grep must find the example's source line."""
-    question = next(m["content"] for m in example["messages"] if m["role"] == "user")
+    question = question_of(example)
     source, label = example["source"], example["label"]
     check = {}
     if label == "grep":

@@ -14,7 +14,7 @@ error (NothingBenchmarked), so nothing is written over earlier results. Every to
 is run for real by the confined tools. Every rate carries its 95% Wilson interval, and
 each model is compared with the one before it on the same cases by an exact McNemar test.
 
-With `guided`, each model is also scored with guided decoding (tooltrain.guided: a call's path
+With `guided`, each model is also scored with guided decoding (tooltrain.eval.guided: a call's path
 can only be a real path of the set's workspace), beside its raw scores, never instead of them.
 Guidance changes an output only where some greedy token was not allowed, so only those cases
 are decoded again (the others keep their raw output, which guided decoding would reproduce);
@@ -28,13 +28,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import paths, workspace
+from tqdm import tqdm
+
+from .. import paths, workspace
+from ..io import write_jsonl
+from ..model_folders import ADAPTER_FILE, check_folder, has_accelerator, is_local, training_base
+from ..stats import mcnemar
 from .decoding import Decider, context_messages
 from .guided import PathGuard, decide_searching, folders_under, grep_finds, vocabulary_trie
-from .scoring import Case, check_call, metrics, read_output
-from .stats import mcnemar
+from .scoring import Case, EvalFileError, check_call, load_cases, metrics, read_output
 
-ADAPTER_FILE = "adapters.safetensors"
 
 
 class NothingBenchmarked(RuntimeError):
@@ -128,7 +131,6 @@ def load_model(spec: ModelSpec):
     """(model, tokenizer, what was loaded) — a missing or broken folder raises a clear error."""
     from mlx_lm import load
 
-    from .modelprep import check_folder, is_local, training_base
 
     if is_local(spec.model):
         check_folder(Path(spec.model))
@@ -154,7 +156,6 @@ def dequantize_on_cpu(model) -> bool:
     import mlx.nn as nn
     from mlx_lm.utils import dequantize_model
 
-    from .modelprep import has_accelerator
 
     quantized = [m for _, m in model.named_modules() if isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))]
     if has_accelerator() or not quantized:
@@ -188,7 +189,7 @@ def repo_root(case: Case, roots: tuple[Path, ...]) -> Path | None:
 
 def run_case(decider: Decider, case: Case, roots: tuple[Path, ...], search_in: dict[str, Path] | None = None) -> dict:
     """One case decided and checked; with `search_in` (the workspace folders), a grep that finds nothing there
-    is decoded again (tooltrain.guided.decide_searching)."""
+    is decoded again (tooltrain.eval.guided.decide_searching)."""
     out = decider.decide(case.question) if search_in is None else decide_searching(decider, case.question, search_in)
     reading = read_output(out["raw"])
     valid, detail = check_call(case, reading, repo_root(case, roots))
@@ -203,8 +204,6 @@ def run_case(decider: Decider, case: Case, roots: tuple[Path, ...], search_in: d
 def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], desc: str | None = None
                 ) -> tuple[list[dict], list[str]]:
     """Every case through the decider (records), and the tool cases skipped because their repo is missing."""
-    from tqdm import tqdm
-
     records, skipped = [], []
     for case in tqdm(cases, desc=desc, unit="q", leave=False, disable=desc is None):
         if case.expected != "direct" and repo_root(case, roots) is None:  # nothing to check the call on
@@ -313,8 +312,6 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
     """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show."""
     import mlx.core as mx
 
-    from .io import write_jsonl
-    from .scoring import EvalFileError, load_cases
 
     sets, problems = {}, []
     for eval_set in eval_sets:

@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath
 import git
 from tqdm import tqdm
 
-from tooltrain import paths
-from tooltrain.io import sha256_file, write_json
+from .. import paths
+from ..io import sha256_file, write_json
 
 ROLES = ("train", "phase5", "eval", "holdout")
 DEFAULT_ROLES = ("train", "phase5")

