@@ -40,7 +40,7 @@ EVAL = paths.DATA / "eval"
 DEFAULT_EVALS = [f"{EVAL / 'unseen_repos.jsonl'}={paths.EVAL_REPOS_ROOT}",
                  f"{EVAL / 'holdout_repos.jsonl'}={paths.HOLDOUT_REPOS_ROOT}",
                  f"{EVAL / 'phase7_valid.jsonl'}={paths.REPOS_ROOT}"]
-DEFAULT_BASE = str(paths.MODELS / "smollm2-135m-instruct")
+DEFAULT_BASE = str(paths.DEFAULT_MODEL_DIR)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

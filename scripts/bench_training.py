@@ -14,6 +14,9 @@ Run from the project root (the stock path takes ~25 minutes for 20 steps on a 2-
 
 import argparse
 import json
+from pathlib import Path
+
+import yaml
 
 from tooltrain import paths
 from tooltrain.train.speed import PATHS, format_profile, measure, profile, report, run_child
@@ -21,17 +24,24 @@ from tooltrain.train.speed import PATHS, format_profile, measure, profile, repor
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=str(paths.MODELS / "smollm2-135m-instruct"))
+    parser.add_argument("--model", default=str(paths.DEFAULT_MODEL_DIR))
     parser.add_argument("--data", default=str(paths.PHASE7_FORMAT))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--num-layers", type=int, default=16, help="LoRA blocks, as in configs/lora_phase*.yaml")
-    parser.add_argument("--rank", type=int, default=32, help="LoRA rank, as in configs/lora_phase*.yaml")
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, default=paths.CONFIGS / "lora_phase7.yaml",
+                        help="the training config whose LoRA blocks, rank, batch size and seed are measured")
+    parser.add_argument("--num-layers", type=int, help="LoRA blocks (default: the config's)")
+    parser.add_argument("--rank", type=int, help="LoRA rank (default: the config's)")
+    parser.add_argument("--batch-size", type=int, help="rows per step (default: the config's)")
+    parser.add_argument("--seed", type=int, help="default: the config's")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument("--profile", action="store_true", help="also break a project-path step down")
     parser.add_argument("--child", choices=[*PATHS, "profile"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    config = yaml.safe_load(args.config.read_text())
+    args.num_layers = args.num_layers or config["num_layers"]
+    args.rank = args.rank or config["lora_parameters"]["rank"]
+    args.batch_size = args.batch_size or config["batch_size"]
+    args.seed = config["seed"] if args.seed is None else args.seed
     setting = [args.model, args.data, args.steps, args.num_layers, args.rank, args.batch_size, args.seed]
     if args.child == "profile":
         print(json.dumps(profile(*setting)))

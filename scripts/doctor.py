@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 
 from tooltrain import blas, cli, model_folders
-from tooltrain.paths import MODELS
+from tooltrain.paths import DEFAULT_MODEL_DIR
 
-DEFAULT_MODEL = MODELS / "smollm2-135m-instruct"
 
 
 def _blas_line(info: dict) -> str:
@@ -29,7 +28,7 @@ def _blas_line(info: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="mlx-lm model folder (default: %(default)s)")
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="mlx-lm model folder (default: %(default)s)")
     ap.add_argument("--repeats", type=cli.positive, default=10, help="timed matmuls per measurement; the median counts")
     ap.add_argument("--no-child", action="store_true", help="skip the child run with the optimized BLAS")
     args = ap.parse_args(argv)

