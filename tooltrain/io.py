@@ -154,3 +154,20 @@ def file_digest(*paths: Path) -> str:
     for path in paths:
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, imported on first use (most processes never draw)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: Path, dpi: int = 110) -> None:
+    """Write a matplotlib figure to `path` as a PNG, atomically, and free it."""
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
+    pyplot().close(fig)

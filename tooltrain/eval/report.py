@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io import atomic_write, write_json, write_text
+from ..io import pyplot, save_png, write_json, write_text
 from ..tools import LABELS
 from .guided import RETRIES
 from .scoring import INVALID
@@ -135,11 +135,7 @@ def _guided_lines(guided: dict, raw: dict, models: list[dict]) -> list[str]:
 
 def plot(results: dict, out: Path) -> None:
     """Accuracy per model and eval set, and the average time to decision and generation time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = [info["name"] for info in results["models"] if not info.get("error")]
     sets = list(results["sets"])
     fig, (acc, speed) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -168,9 +164,7 @@ def plot(results: dict, out: Path) -> None:
     speed.legend(fontsize=8)
     speed.set_title("speed", fontsize=10)
     fig.tight_layout()
-    with atomic_write(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def write_outputs(results: dict, log: Path, json_path: Path | None, png: Path | None) -> None:

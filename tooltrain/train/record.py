@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..io import atomic_write, file_digest, read_jsonl, write_json
+from ..io import file_digest, pyplot, read_jsonl, save_png, write_json
 from ..model_folders import ADAPTER_FILE
 
 LOG_FILE = "train_log.jsonl"
@@ -179,11 +179,7 @@ def throughput(log: list[dict], batch_size: int, mean_row_tokens: float) -> dict
 
 
 def plot_losses(log: list[dict], out: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for kind, key, style in (("train", "train_loss", ".-"), ("val", "val_loss", "o-")):
         points = [(e["iteration"], e[key]) for e in log if e["kind"] == kind]
@@ -195,6 +191,4 @@ def plot_losses(log: list[dict], out: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    with atomic_write(out, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out)
