@@ -27,7 +27,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, 
 
 from ..io import json_text, replace_folder, sha256_file
 from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load_checked, why_redo
-from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, DOWNLOADS, PROJECT_ROOT
+from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, DOWNLOADS
 from .chat_template import CHAT_TEMPLATE
 
 DEFAULT_DIR = DEFAULT_MODEL_DIR
