@@ -6,8 +6,9 @@ optimizer) and call mlx-lm's own `trainer.train` with a callback that logs every
 report, keeps the best adapters and lets an interrupted run resume from its last
 checkpoint. `train` takes the shared-prefix loss (same value, less work) and validation
 batches that are the same at every validation (comparable losses) as its own arguments:
-nothing inside mlx-lm is patched. At the end `adapters.safetensors`
-holds the best-validation weights (the last ones stay in `last_adapters.safetensors`),
+nothing inside mlx-lm is patched. At the end `adapters.safetensors` holds the kept
+weights (best task success when the config names task cases, else best validation loss;
+the last ones stay in `last_adapters.safetensors`),
 and `training_record.json` and `loss_curves.png` sit beside them (tooltrain.train.record).
 
 A run works in `unfinished/` inside the adapter folder (log, checkpoints, best adapters so
