@@ -373,3 +373,28 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
         plain_vs_cached = next(m for m in results["models"] if m["name"] == name)["plain_vs_cached"]
         assert plain_vs_cached["questions"] == plain_vs_cached["same_decision"] == plain_vs_cached["same_text"] == 2
     assert (out / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_two_benchmark_runs_write_the_same_predictions(float32_base, trained, root, tmp_path):
+    """Greedy decoding is deterministic across processes: the same adapter, questions and workspace give
+    the same tokens, calls and checks twice (the raw path; the guided one re-decodes from these)."""
+    cases = [{"id": "g1", "question": "Where is the FlangePart class defined in gadgets?", "repo": "gadgets",
+              "expected": "grep", "check": {"must_find": "class FlangePart(", "in_file": "gadgets/src/gadgets/flange.py"}},
+             {"id": "r1", "question": "Open gadgets/README.md.", "repo": "gadgets", "expected": "read",
+              "check": {"path": "gadgets/README.md"}},
+             {"id": "d1", "question": "What is a Python decorator?", "repo": None, "expected": "direct", "check": {}}]
+    write_jsonl(tmp_path / "mini.jsonl", cases)
+    runs = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        done = subprocess.run(
+            [sys.executable, "benchmark_phase5_vs_base.py", "--eval", str(tmp_path / "mini.jsonl"), "--repos-root",
+             str(root), "--models", f"tiny={float32_base}:{trained}", "--predictions-dir", str(out),
+             "--log", str(out / "b.log"), "--json", str(out / "b.json"), "--chart", str(out / "b.png"),
+             "--plain-questions", "0", "--no-guided", "--max-tokens", "48"],
+            cwd=ROOT, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append([{k: p[k] for k in ("id", "ids", "raw", "decision", "tool_call", "valid", "detail")}
+                     for p in map(json.loads, (out / "tiny.jsonl").read_text().splitlines())])
+    assert len(runs[0]) == 3 and runs[0] == runs[1]
