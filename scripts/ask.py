@@ -23,14 +23,13 @@ from tooltrain import paths
 from tooltrain.blas import reexec_with_optimized_blas
 from tooltrain.eval.ask import AskError, Assistant, Workspace
 from tooltrain.eval.benchmark import ModelSpec, load_model
-from tooltrain.model.gguf import DEFAULT_DIR
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, metavar="REPO", help="the folder(s) to ask about")
     parser.add_argument("-q", "--question", help="one question (default: ask in a loop, reading stdin)")
-    parser.add_argument("--model", default=str(DEFAULT_DIR), help="base model (default the embedded one)")
+    parser.add_argument("--model", default=str(paths.DEFAULT_MODEL_DIR), help="base model (default the embedded one)")
     parser.add_argument("--adapter", default=str(paths.PROJECT_ROOT / "adapters_phase7"),
                         help="LoRA adapter folder (default adapters_phase7); 'none' for the model alone")
     parser.add_argument("--json", action="store_true", help="one JSON record per question")

@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="take every repo from the package index; the git host is not contacted")
     parser.add_argument("--manifest", type=Path, default=paths.REPO_MANIFEST, help="pinned repo manifest (TOML)")
     parser.add_argument("--repos-root", type=Path, default=paths.REPOS_ROOT, help="where the repos go")
-    parser.add_argument("--download-dir", type=Path, default=repos.DOWNLOAD_CACHE,
+    parser.add_argument("--download-dir", type=Path, default=paths.DOWNLOADS,
                         help="package-index archives; one already here is used without downloading")
     return parser.parse_args(argv)
 

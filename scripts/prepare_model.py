@@ -15,13 +15,14 @@ Run:    python -m scripts.prepare_model [--out DIR] [--force] [--model ID_OR_PAT
 import argparse
 from pathlib import Path
 
-from tooltrain.model.gguf import DEFAULT_DIR, DEFAULT_MODEL, prepare_model
+from tooltrain.model.gguf import prepare_model
 from tooltrain.model_folders import ModelError
+from tooltrain.paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"output folder (default {DEFAULT_DIR})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help=f"output folder (default {DEFAULT_MODEL_DIR})")
     parser.add_argument("--force", action="store_true", help="convert again even if the folder is complete")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"model to prepare: {DEFAULT_MODEL} (converted) or any mlx-lm hub id/folder")

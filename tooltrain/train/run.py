@@ -63,7 +63,6 @@ def run_training(args: types.SimpleNamespace, environment: dict, task_scorer) ->
     from mlx_lm.tuner.trainer import evaluate
     from mlx_lm.utils import save_config
 
-
     world = mx.distributed.init()
     lead = world.rank() == 0
     adapter_dir = Path(args.adapter_path)
