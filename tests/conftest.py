@@ -3,14 +3,14 @@
 import pytest
 
 from tests.training_runs import make_run, train
-from tooltrain import model_folders
+from tooltrain import model_folders, paths
 from tooltrain.model import gguf
 
 
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory):
     """The real GGUF converted once (fetch, convert, sanity check, atomic publish) into a tmp dir."""
-    out = tmp_path_factory.mktemp("models") / gguf.DEFAULT_MODEL
+    out = tmp_path_factory.mktemp("models") / paths.DEFAULT_MODEL
     gguf.convert_default(out)
     return out
 

@@ -9,18 +9,15 @@ width 64 and the embedded model's tokenizer: it converts in about a second.
 import json
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.training_runs import ROOT, make_run, train
-from tooltrain import model_folders
-from tooltrain.model import gguf
+from tests.training_runs import ROOT, make_run, stop_at_first_checkpoint, train
+from tooltrain import model_folders, paths
 from tooltrain.io import write_jsonl
 from tooltrain.blas import REEXEC_MARK
 from tooltrain.train.record import WORK_DIR
@@ -74,7 +71,7 @@ def tiny_model(folder: Path, real: Path, seed: int = 0) -> Path:
 def embedded(request) -> Path:
     """The embedded model's folder: the project's when `make model` has built it, else the session's own
     conversion (a clean clone's `make test`), so these tests never skip for want of it."""
-    built = gguf.DEFAULT_DIR
+    built = paths.DEFAULT_MODEL_DIR
     return built if (built / "tokenizer.json").exists() else request.getfixturevalue("converted")
 
 
@@ -191,15 +188,7 @@ def test_a_stopped_run_keeps_the_earlier_run_and_resumes(tiny, tmp_path):
     config = make_run(tmp_path, shutil.copytree(tiny, tmp_path / "tiny"), iters=8, save_every=2)
     adapters = tmp_path / "adapters"
     before = earlier_run(adapters)
-    state = adapters / WORK_DIR / "resume.json"
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT, env=QUICK,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 600
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = json.loads(state.read_text())["iteration"]
+    saved = stop_at_first_checkpoint(config, QUICK, timeout=600)
     assert 2 <= saved < 8
     assert {k: v for k, v in files(adapters).items() if not k.startswith(WORK_DIR)} == before
     done = train(config, env=QUICK, timeout=900)

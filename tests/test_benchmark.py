@@ -314,17 +314,20 @@ def mx_array(tokens):
     return mx.array(tokens)
 
 
+# Questions about the fixture workspace, one per label, that the end-to-end benchmark tests ask.
+MINI_CASES = [{"id": "g1", "question": "Where is the FlangePart class defined in gadgets?", "repo": "gadgets",
+               "expected": "grep", "check": {"must_find": "class FlangePart(", "in_file": "gadgets/src/gadgets/flange.py"}},
+              {"id": "r1", "question": "Open gadgets/README.md.", "repo": "gadgets", "expected": "read",
+               "check": {"path": "gadgets/README.md"}},
+              {"id": "d1", "question": "What is a Python decorator?", "repo": None, "expected": "direct", "check": {}}]
+
+
 @pytest.mark.slow
 def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base, trained, root, tmp_path):
     """The real embedded base and a 6-step adapter: log, JSON, predictions and chart; a missing model,
     a malformed eval file and a case whose repo is missing are reported while the rest goes on."""
-    cases = [{"id": "g1", "question": "Where is the FlangePart class defined in gadgets?", "repo": "gadgets",
-              "expected": "grep", "check": {"must_find": "class FlangePart(", "in_file": "gadgets/src/gadgets/flange.py"}},
-             {"id": "r1", "question": "Open gadgets/README.md.", "repo": "gadgets", "expected": "read",
-              "check": {"path": "gadgets/README.md"}},
-             {"id": "d1", "question": "What is a Python decorator?", "repo": None, "expected": "direct", "check": {}},
-             {"id": "m1", "question": "Open nowhere/README.md.", "repo": "nowhere", "expected": "read",
-              "check": {"path": "nowhere/README.md"}}]
+    cases = [*MINI_CASES, {"id": "m1", "question": "Open nowhere/README.md.", "repo": "nowhere", "expected": "read",
+                           "check": {"path": "nowhere/README.md"}}]
     good, bad = tmp_path / "mini.jsonl", tmp_path / "broken.jsonl"
     write_jsonl(good, cases)
     bad.write_text('{"id": "x", "question": "Q", "expected": "maybe", "check": {}}\n')
@@ -379,12 +382,7 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
 def test_two_benchmark_runs_write_the_same_predictions(float32_base, trained, root, tmp_path):
     """Greedy decoding is deterministic across processes: the same adapter, questions and workspace give
     the same tokens, calls and checks twice (the raw path; the guided one re-decodes from these)."""
-    cases = [{"id": "g1", "question": "Where is the FlangePart class defined in gadgets?", "repo": "gadgets",
-              "expected": "grep", "check": {"must_find": "class FlangePart(", "in_file": "gadgets/src/gadgets/flange.py"}},
-             {"id": "r1", "question": "Open gadgets/README.md.", "repo": "gadgets", "expected": "read",
-              "check": {"path": "gadgets/README.md"}},
-             {"id": "d1", "question": "What is a Python decorator?", "repo": None, "expected": "direct", "check": {}}]
-    write_jsonl(tmp_path / "mini.jsonl", cases)
+    write_jsonl(tmp_path / "mini.jsonl", MINI_CASES)
     runs = []
     for run in ("first", "second"):
         out = tmp_path / run

@@ -1,18 +1,15 @@
 """Training through mlx-lm's trainer: real runs of a few iterations, resume, fusing, bad input."""
 
 import json
-import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.training_runs import ROOT, make_run, rows, train, user_env, validation_loss
+from tests.training_runs import ROOT, make_run, rows, stop_at_first_checkpoint, train, user_env, validation_loss
 from tooltrain.io import write_jsonl
 from tooltrain.tools import TOOLS
 from tooltrain.model_folders import ADAPTER_FILE
@@ -56,11 +53,8 @@ def test_each_kept_adapter_file_holds_its_iterations_weights(trained, float32_ba
     adapters.safetensors (what `mlx_lm.load` finds in the folder) is the best iteration's weights,
     last_adapters.safetensors the final ones, and both differ from the untrained adapter."""
     record = json.loads((trained / RECORD_FILE).read_text())
-    loss_at = {}
-    for line in (trained / "train_log.jsonl").read_text().splitlines():
-        entry = json.loads(line)
-        if entry["kind"] == "val":
-            loss_at[entry["iteration"]] = entry["val_loss"]  # the last validation of an iteration wins
+    # the last validation of an iteration wins
+    loss_at = {e["iteration"]: e["val_loss"] for e in read_log(trained) if e["kind"] == "val"}
     data = trained.parent / "data"
     kept = validation_loss(float32_base, trained, data)
     last = validation_loss(float32_base, trained / LAST_FILE, data)
@@ -144,21 +138,13 @@ def test_a_resumed_run_goes_back_to_its_checkpoint_with_the_best_adapters_and_sc
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path):
     config = make_run(tmp_path, float32_base, iters=8, save_every=2)
-    state = tmp_path / "adapters" / WORK_DIR / "resume.json"
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=user_env())
-    deadline = time.time() + 300
-    while not state.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    saved = json.loads(state.read_text())["iteration"]
+    work = tmp_path / "adapters" / WORK_DIR
+    saved = stop_at_first_checkpoint(config, user_env(), timeout=300)
     assert 2 <= saved < 8 and not (tmp_path / "adapters" / RECORD_FILE).exists()
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
-    shutil.copyfile(state.parent / RESUME_FILE, checkpoint / ADAPTER_FILE)
-    shutil.copyfile(state.parent / CONFIG_FILE, checkpoint / CONFIG_FILE)
+    shutil.copyfile(work / RESUME_FILE, checkpoint / ADAPTER_FILE)
+    shutil.copyfile(work / CONFIG_FILE, checkpoint / CONFIG_FILE)
     done = train(config)
     assert done.returncode == 0, done.stderr
     assert f"resuming {tmp_path / 'adapters'} from iteration {saved} of 8" in done.stdout

@@ -1,16 +1,20 @@
 """Tiny real training runs the training and benchmark tests share: rows, a config, the script."""
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
 from tooltrain.io import write_jsonl
 from tooltrain.tools import SYSTEM_PROMPT, TOOLS, tool_call
+from tooltrain.train.record import RESUME_STATE, WORK_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,12 +45,28 @@ def make_run(tmp_path: Path, model: Path, iters: int, save_every: int) -> Path:
 
 
 def user_env() -> dict:
-    """This process's environment without the BLAS choice the test session made (tests/conftest.py): what a
-    user's shell hands `train_adapter`, which then makes the choice itself."""
+    """This process's environment without the BLAS choice `make test` made for the test session (it runs
+    pytest under `python -m tooltrain.blas exec`): what a user's shell hands `train_adapter`, which then
+    makes the choice itself."""
     from tooltrain.blas import REEXEC_MARK
 
     chosen = ("LD_PRELOAD", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", REEXEC_MARK)
     return {k: v for k, v in os.environ.items() if k not in chosen}
+
+
+def stop_at_first_checkpoint(config: Path, env: dict, timeout: float) -> int:
+    """Start `train_adapter -c config`, kill it (SIGKILL, the whole process group) as soon as its first
+    resume checkpoint is written, and return the iteration that checkpoint holds."""
+    adapters = Path(yaml.safe_load(Path(config).read_text())["adapter_path"])
+    state = adapters / WORK_DIR / RESUME_STATE
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.train_adapter", "-c", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return json.loads(state.read_text())["iteration"]
 
 
 def train(config: Path, **kwargs) -> subprocess.CompletedProcess:
