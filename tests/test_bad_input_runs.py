@@ -154,8 +154,9 @@ def test_training_that_cannot_load_its_model_leaves_the_earlier_run_as_it_was(tm
     earlier_run(adapters)
     if stopped_run:  # a later run stopped at its checkpoint: restarting it must not lose that either
         (adapters / WORK_DIR).mkdir()
-        (adapters / WORK_DIR / "resume.json").write_text('{"iteration": 2, "best_val_loss": 1.5, "best_key": null}')
-        (adapters / WORK_DIR / "resume_adapters.safetensors").write_bytes(EMPTY_SAFETENSORS)
+        (adapters / WORK_DIR / "resume.json").write_text('{"iteration": 2, "best_val_loss": 1.5, "best_key": null, '
+                                                         '"files": {"weights": "resume_000002_adapters.safetensors"}}')
+        (adapters / WORK_DIR / "resume_000002_adapters.safetensors").write_bytes(EMPTY_SAFETENSORS)
         write_jsonl(adapters / WORK_DIR / "train_log.jsonl", [{"kind": "val", "iteration": 2, "val_loss": 1.5},
                                                              {"kind": "val", "iteration": 3, "val_loss": 1.4}])
     before = files(adapters)

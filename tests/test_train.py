@@ -15,7 +15,7 @@ from tooltrain.tools import TOOLS
 from tooltrain.model_folders import ADAPTER_FILE
 from tooltrain.train.config import TrainingInputError, check_data, load_config
 from tooltrain.train.record import (BEST_SNAPSHOT, CONFIG_FILE, LAST_FILE, LOSS_BEST_FILE, PLOT_FILE, RECORD_FILE,
-                                    RESUME_FILE, WORK_DIR, Recorder, read_log, resume_state)
+                                    RESUME_STATE, WORK_DIR, Recorder, read_log, resume_state)
 from tooltrain.train.run import _finish, _prepare_dir
 
 
@@ -122,7 +122,7 @@ def test_a_resumed_run_goes_back_to_its_checkpoint_with_the_best_adapters_and_sc
     assert _weights_in(work / BEST_SNAPSHOT) == 3
 
     state = resume_state(work)
-    assert state["iteration"] == 2 and _weights_in(work / RESUME_FILE) == 2
+    assert state["iteration"] == 2 and _weights_in(work / state["files"]["weights"]) == 2
     _prepare_dir(work, state)
     assert _weights_in(work / BEST_SNAPSHOT) == 1  # the best as of the checkpoint, not the lost one after it
     assert [e["iteration"] for e in read_log(work)] == [0, 1, 2]
@@ -135,6 +135,39 @@ def test_a_resumed_run_goes_back_to_its_checkpoint_with_the_best_adapters_and_sc
     assert _weights_in(work / BEST_SNAPSHOT) == 40
 
 
+def test_a_run_killed_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch):
+    """The state file is written after the new checkpoint's weights and names them: a run stopped between
+    the two resumes from the older checkpoint whole, its weights and its iteration together."""
+    from tooltrain.train import record
+
+    work = tmp_path / WORK_DIR
+    work.mkdir()
+    model = _tiny_model()
+    recorder = Recorder(model, work, save_every=2)
+    _set_weights(model, 1)
+    recorder.on_val_loss_report({"iteration": 1, "val_loss": 1.0, "val_time": 0.0})
+    _set_weights(model, 2)
+    recorder.on_train_loss_report({"iteration": 2, "train_loss": 1.0})
+    _set_weights(model, 4)
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(record, "write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        recorder.on_train_loss_report({"iteration": 4, "train_loss": 0.5})
+    state = resume_state(work)
+    assert state["iteration"] == 2 and _weights_in(work / state["files"]["weights"]) == 2
+    assert _weights_in(work / state["files"]["best"]) == 1
+    monkeypatch.undo()
+    recorder.on_train_loss_report({"iteration": 4, "train_loss": 0.5})  # the next checkpoint replaces it whole
+    state = resume_state(work)
+    assert state["iteration"] == 4 and _weights_in(work / state["files"]["weights"]) == 4
+    assert sorted(p.name for p in work.glob("resume_*")) == sorted(state["files"].values())
+    (work / state["files"]["weights"]).unlink()
+    assert resume_state(work) is None and (work / RESUME_STATE).exists()  # a state without its weights is no checkpoint
+
+
 @pytest.mark.slow
 def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path):
     config = make_run(tmp_path, float32_base, iters=8, save_every=2)
@@ -143,7 +176,7 @@ def test_interrupted_training_resumes_from_its_checkpoint(float32_base, tmp_path
     assert 2 <= saved < 8 and not (tmp_path / "adapters" / RECORD_FILE).exists()
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
-    shutil.copyfile(work / RESUME_FILE, checkpoint / ADAPTER_FILE)
+    shutil.copyfile(work / resume_state(work)["files"]["weights"], checkpoint / ADAPTER_FILE)
     shutil.copyfile(work / CONFIG_FILE, checkpoint / CONFIG_FILE)
     done = train(config)
     assert done.returncode == 0, done.stderr

@@ -24,10 +24,20 @@ LAST_FILE = "last_adapters.safetensors"
 LOSS_BEST_FILE = "loss_best_adapters.safetensors"  # the best-validation-loss weights, kept beside for comparison
 BEST_SNAPSHOT = "best_adapters.safetensors"
 LOSS_SNAPSHOT = "best_loss_snapshot.safetensors"
-RESUME_FILE = "resume_adapters.safetensors"
-RESUME_BEST = "resume_best_adapters.safetensors"
-RESUME_LOSS_BEST = "resume_loss_best_adapters.safetensors"
-RESUME_STATE = "resume.json"
+RESUME_STATE = "resume.json"  # the last complete checkpoint: its iteration, scores and files
+CHECKPOINT_GLOB = "resume_*.safetensors"
+
+
+def checkpoint_files(iteration: int) -> dict[str, str]:
+    """A checkpoint's weight files, named by its iteration so that a newer one never overwrites the files the
+    state file still points at."""
+    stem = f"resume_{iteration:06d}"
+    return {"weights": f"{stem}_adapters.safetensors", "best": f"{stem}_best_adapters.safetensors",
+            "loss_best": f"{stem}_loss_best_adapters.safetensors"}
+
+
+# A checkpoint's copies of the best adapters so far, by their name in checkpoint_files.
+CHECKPOINT_SNAPSHOTS = {"best": BEST_SNAPSHOT, "loss_best": LOSS_SNAPSHOT}
 
 
 class Recorder:
@@ -58,13 +68,24 @@ class Recorder:
         iteration = info["iteration"] + self.offset
         self.log({"kind": "train", **info, "iteration": iteration})
         if iteration % self.save_every == 0 and self.lead:
-            # A checkpoint is the weights, the best adapters so far and their scores; the state file goes last.
-            self.save(self.dir / RESUME_FILE)
-            for snapshot, kept in ((BEST_SNAPSHOT, RESUME_BEST), (LOSS_SNAPSHOT, RESUME_LOSS_BEST)):
-                if (self.dir / snapshot).exists():
-                    shutil.copyfile(self.dir / snapshot, self.dir / kept)
-            write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best_loss,
-                                                 "best_key": self.best_key})
+            self.checkpoint(iteration)
+
+    def checkpoint(self, iteration: int) -> None:
+        """Write the weights and the best adapters so far under new names, then the state file that names
+        them (one atomic rename: a run killed at any moment resumes from one whole checkpoint), then drop
+        the older checkpoint's files."""
+        names = checkpoint_files(iteration)
+        files = {"weights": names["weights"]}
+        self.save(self.dir / names["weights"])
+        for role, snapshot in CHECKPOINT_SNAPSHOTS.items():
+            if (self.dir / snapshot).exists():
+                shutil.copyfile(self.dir / snapshot, self.dir / names[role])
+                files[role] = names[role]
+        write_json(self.dir / RESUME_STATE, {"iteration": iteration, "best_val_loss": self.best_loss,
+                                             "best_key": self.best_key, "files": files})
+        for path in self.dir.glob(CHECKPOINT_GLOB):
+            if path.name not in files.values():
+                path.unlink()
 
     def on_val_loss_report(self, info: dict) -> None:
         # mlx-lm reports validation before the step: "iteration" counts the updates already applied.
@@ -106,11 +127,16 @@ def read_log(adapter_dir: Path) -> list[dict]:
 
 
 def resume_state(adapter_dir: Path) -> dict | None:
-    """{"iteration", "best_val_loss"} of an interrupted run's last checkpoint, or None."""
-    state = Path(adapter_dir) / RESUME_STATE
-    if state.exists() and (Path(adapter_dir) / RESUME_FILE).exists():
-        return json.loads(state.read_text())
-    return None
+    """{"iteration", "best_val_loss", "best_key", "files"} of an interrupted run's last checkpoint, or None
+    (no checkpoint, or one whose files are gone)."""
+    path = Path(adapter_dir) / RESUME_STATE
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    files = state.get("files") or {}
+    if "weights" not in files or not all((Path(adapter_dir) / name).exists() for name in files.values()):
+        return None
+    return state
 
 
 def build_record(args, log: list[dict], counts: dict, wall_s: float, environment: dict, adapter_bytes: int) -> dict:

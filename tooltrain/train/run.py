@@ -34,8 +34,8 @@ from ..model_folders import ADAPTER_FILE, check_folder, is_local, load_checked, 
 from .config import TrainingInputError, check_data, load_config
 from .digests import first_batches_digest, weights_digest
 from .prefix_loss import answer_window, make_shared_prefix_loss, shared_prefix
-from .record import (BEST_SNAPSHOT, CONFIG_FILE, LAST_FILE, LOG_FILE, LOSS_BEST_FILE, LOSS_SNAPSHOT, PLOT_FILE,
-                     RECORD_FILE, RESUME_BEST, RESUME_FILE, RESUME_LOSS_BEST, RESUME_STATE, WORK_DIR, Recorder,
+from .record import (BEST_SNAPSHOT, CHECKPOINT_GLOB, CHECKPOINT_SNAPSHOTS, CONFIG_FILE, LAST_FILE, LOG_FILE,
+                     LOSS_BEST_FILE, LOSS_SNAPSHOT, PLOT_FILE, RECORD_FILE, RESUME_STATE, WORK_DIR, Recorder,
                      build_record, plot_losses, read_log, resume_state)
 
 
@@ -86,7 +86,7 @@ def run_training(args: types.SimpleNamespace, environment: dict, task_scorer) ->
     # mlx-lm's own periodic saves are turned off: the recorder's checkpoints carry the global iteration.
     run_args = types.SimpleNamespace(**{**vars(args), "adapter_path": str(work), "iters": total_iters - done,
                                         "save_every": total_iters + 1,
-                                        "resume_adapter_file": str(work / RESUME_FILE) if state else None})
+                                        "resume_adapter_file": str(work / state["files"]["weights"]) if state else None})
     prefix = [] if args.grad_checkpoint else shared_prefix([train_set, valid_set])
     # Run even with no iterations left (a run stopped after its last checkpoint): it puts the LoRA
     # layers in place and loads the checkpoint.
@@ -196,15 +196,15 @@ def _prepare_dir(work: Path, state: dict | None) -> None:
     are dropped. The previous run's results beside it are not touched."""
     work.mkdir(parents=True, exist_ok=True)
     if state is None:
-        for name in (LOG_FILE, BEST_SNAPSHOT, LOSS_SNAPSHOT, RESUME_FILE, RESUME_BEST, RESUME_LOSS_BEST):
-            (work / name).unlink(missing_ok=True)
+        for path in [work / LOG_FILE, work / BEST_SNAPSHOT, work / LOSS_SNAPSHOT, *work.glob(CHECKPOINT_GLOB)]:
+            path.unlink(missing_ok=True)
     else:
         kept = [e for e in read_log(work) if e["iteration"] <= state["iteration"]]
         with atomic_write(work / LOG_FILE) as f:
             f.writelines(json.dumps(e) + "\n" for e in kept)
-        for kept_file, snapshot in ((RESUME_BEST, BEST_SNAPSHOT), (RESUME_LOSS_BEST, LOSS_SNAPSHOT)):
-            if (work / kept_file).exists():
-                shutil.copyfile(work / kept_file, work / snapshot)
+        for role, snapshot in CHECKPOINT_SNAPSHOTS.items():
+            if role in state["files"]:
+                shutil.copyfile(work / state["files"][role], work / snapshot)
 
 
 # A finished run's files in the work folder, and their names in the adapter folder.
