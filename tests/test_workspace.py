@@ -147,3 +147,20 @@ def test_paraphrased_questions_do_not_contain_the_identifier(root):
                      ("grep", {"pattern": r"class HingePart\b", "path": "gadgets"}))
     questions = [render(cand, random.Random(seed), RowOptions(words_rate=1.0)) for seed in range(10)]
     assert all("HingePart" not in q and "hinge part" in q and "no-identifier" in traits for q, _, traits in questions)
+
+
+def test_intent_turns_give_an_intent_more_of_its_repositorys_turns(root):
+    """Without turns every intent of a repository takes one turn a cycle; an intent given three takes three,
+    spread over the cycle, so the rows drawn lean to it while its candidates last."""
+    from tooltrain.data.generate import intent_order, select
+
+    assert intent_order(["a", "b", "c"], {}) == ["a", "b", "c"]
+    assert intent_order(["a", "b", "c"], {"b": 3}) == ["b", "a", "b", "c", "b"]
+    facts = extract_repos(root, ["bolts", "gadgets"], workers=1).files
+    pool = grep_candidates(facts)
+    drawn = {}
+    for turns in ((), (("usage", 3),)):  # usage sorts last: one turn in 16 intents
+        options = RowOptions(per_file_cap=100, intent_turns=turns)
+        rows = select(list(pool), 16, Draw(random.Random(0), root, options), "grep")
+        drawn[turns] = Counter(row["source"]["intent"] for row in rows)["usage"]
+    assert drawn[()] <= 1 and drawn[(("usage", 3),)] >= 2, drawn

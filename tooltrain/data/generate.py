@@ -87,6 +87,9 @@ class RowOptions:
     # how many other repositories the map shows: (count, weight percent). Mostly a few (each line costs every
     # training step ~20 tokens), sometimes many: the eval workspaces have 4 and 13.
     others: tuple = ((0, 40), (1, 30), (2, 15), (3, 8), (5, 4), (12, 3))
+    # (intent, turns per cycle) pairs: how often a repository's turn goes to that intent; unnamed intents
+    # take one turn. Empty: every intent alike.
+    intent_turns: tuple = ()
 
 
 @dataclass
@@ -608,7 +611,9 @@ def select(pool: list[Candidate], count: int, draw: Draw, label: str) -> list[di
     for by_intent in queues.values():
         for cands in by_intent.values():
             draw.rng.shuffle(cands)
-    intent_cycles = {repo: cycle(sorted(by_intent)) for repo, by_intent in queues.items()}
+    turns = dict(draw.options.intent_turns)
+    orders = {repo: intent_order(sorted(by_intent), turns) for repo, by_intent in queues.items()}
+    intent_cycles = {repo: cycle(order) for repo, order in orders.items()}
     weight = {repo: math.sqrt(sum(map(len, by_intent.values()))) for repo, by_intent in queues.items()}
     credit = {repo: 0.0 for repo in sorted(queues)}
     rows = []
@@ -617,7 +622,7 @@ def select(pool: list[Candidate], count: int, draw: Draw, label: str) -> list[di
             credit[repo] += weight[repo]
         repo = max(credit, key=lambda r: (credit[r], r))
         credit[repo] -= sum(weight[r] for r in credit)
-        row = _next_from_repo(queues[repo], intent_cycles[repo], draw)
+        row = _next_from_repo(queues[repo], intent_cycles[repo], len(orders[repo]), draw)
         if row is None:
             del credit[repo]
         else:
@@ -630,9 +635,16 @@ def select(pool: list[Candidate], count: int, draw: Draw, label: str) -> list[di
     return rows
 
 
-def _next_from_repo(by_intent: dict[str, list[Candidate]], intents, draw: Draw) -> dict | None:
+def intent_order(intents: list[str], turns: dict[str, int]) -> list[str]:
+    """One cycle of intents in which each takes `turns.get(intent, 1)` turns, spread evenly over the cycle
+    (the sorted intents themselves when every intent takes one)."""
+    slots = [((k + 0.5) / turns.get(intent, 1), intent) for intent in intents for k in range(turns.get(intent, 1))]
+    return [intent for _, intent in sorted(slots)]
+
+
+def _next_from_repo(by_intent: dict[str, list[Candidate]], intents, intents_per_cycle: int, draw: Draw) -> dict | None:
     """The next good example of one repository, cycling intents; None when the repository is exhausted."""
-    for _ in range(len(by_intent)):
+    for _ in range(intents_per_cycle):
         cands = by_intent[next(intents)]
         while cands:
             if (row := draw.take(cands.pop())) is not None:
