@@ -17,7 +17,7 @@ worth it where they are mostly right: inside a tool call, not in prose.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..tools import SYSTEM_PROMPT, TOOLS
 from .scoring import decided, finished_call
@@ -76,8 +76,68 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
             tokens.append(token)
             if done(tokens):
                 break
+    return _cut(tokens, stop_tokens, max_tokens), passes
+
+
+def batch_greedy_decode(model, prefix_cache, prompts: list[list[int]], dones: list[Callable[[list[int]], bool]],
+                        max_tokens: int, stop_tokens: set[int], batch_size: int
+                        ) -> Iterator[tuple[int, list[int], int]]:
+    """`greedy_decode` without drafts for many prompts, each after the prefix held in `prefix_cache` (left as it
+    was), up to `batch_size` at a time: one forward pass per step for every running row, a row stops as its own
+    run would, and waiting prompts take the places of rows that stop (continuous batching: one long answer
+    does not hold up the others). Yields (prompt index, tokens, forward passes the row took part in) as rows
+    finish."""
+    import mlx.core as mx
+
+    waiting = list(range(len(prompts)))[::-1]
+    cache, rows, tokens, passes = None, [], {}, {}
+    while rows or waiting:
+        if waiting and len(rows) < batch_size:  # newcomers are prefilled together; the others wait a step
+            joining = [waiting.pop() for _ in range(min(batch_size - len(rows), len(waiting)))]
+            joined, first = _prefill_rows(model, prefix_cache, [prompts[i] for i in joining])
+            for i, token in zip(joining, first):
+                tokens[i], passes[i] = [token], 1
+            for layer, new in zip(cache or [], joined):
+                layer.extend(new)
+            cache, rows = cache or joined, rows + joining
+        else:
+            logits = model(mx.array([[tokens[i][-1]] for i in rows]), cache=cache)
+            for i, token in zip(rows, mx.argmax(logits[:, -1], axis=-1).tolist()):
+                tokens[i].append(token)
+                passes[i] += 1
+        keep = [k for k, i in enumerate(rows)
+                if tokens[i][-1] not in stop_tokens and len(tokens[i]) < max_tokens and not dones[i](tokens[i])]
+        for i in [i for k, i in enumerate(rows) if k not in keep]:
+            yield i, _cut(tokens[i], stop_tokens, max_tokens), passes[i]
+        if len(keep) < len(rows):  # finished rows leave the batch
+            rows = [rows[k] for k in keep]
+            for layer in cache if rows else []:
+                layer.filter(mx.array(keep))
+            cache = cache if rows else None
+
+
+def _prefill_rows(model, prefix_cache, prompts: list[list[int]]) -> tuple[list, list[int]]:
+    """(a BatchKVCache per layer holding the prefix and each prompt after it, each prompt's greedy next token).
+    The prompts go in right-padded; `finalize` rolls each row's padding to its left, where the mask hides it."""
+    import mlx.core as mx
+    from mlx_lm.models.cache import BatchKVCache
+
+    width = max(map(len, prompts))
+    padding = [width - len(p) for p in prompts]
+    cache = [BatchKVCache.merge([layer] * len(prompts)) for layer in prefix_cache]
+    for layer in cache:
+        layer.prepare(right_padding=padding)
+    logits = model(mx.array([p + [0] * pad for p, pad in zip(prompts, padding)]), cache=cache)
+    for layer in cache:
+        layer.finalize()
+    last = logits[mx.arange(len(prompts)), mx.array([len(p) - 1 for p in prompts])]
+    return cache, mx.argmax(last, axis=-1).tolist()
+
+
+def _cut(tokens: list[int], stop_tokens: set[int], max_tokens: int) -> list[int]:
+    """The tokens before the first stop token, at most `max_tokens`."""
     cut = next((i for i, t in enumerate(tokens) if t in stop_tokens), len(tokens))
-    return tokens[: min(cut, max_tokens)], passes
+    return tokens[: min(cut, max_tokens)]
 
 
 def _runner_up(row, choice: int, allowed: list[int] | None) -> tuple[int | None, float]:
@@ -107,6 +167,26 @@ def context_messages(workspace_map: str | None) -> list[dict]:
 CALL_SHAPES = "".join(
     f'<tool_call>\n{{"name": "{name}", "arguments": {{{args}}}}}\n</tool_call>'
     for name, args in (("grep", '"pattern": "x", "path": "y"'), ("read", '"path": "y"')))
+
+
+class Progress:
+    """How far one answer has got: `done(generated)`, called after each new token, says whether decoding can
+    stop (the call is complete, or `max_answer_tokens` past a direct decision) and notes when it decided."""
+
+    def __init__(self, tokenizer, max_answer_tokens: int | None, forced: list[int] = ()):
+        self.tokenizer, self.max_answer_tokens, self.forced = tokenizer, max_answer_tokens, list(forced)
+        self.decided_at = self.answer_from = None  # perf_counter time and answer length at the decision
+        self.direct = False
+
+    def done(self, generated: list[int]) -> bool:
+        generated = self.forced + generated
+        text = self.tokenizer.decode(generated)
+        if self.decided_at is None and (label := decided(text)) is not None:
+            self.decided_at, self.answer_from = time.perf_counter(), len(generated)
+            self.direct = label == "direct"
+        if self.direct:  # the decision is made; a few tokens of the answer are kept
+            return self.max_answer_tokens is not None and len(generated) - self.answer_from >= self.max_answer_tokens
+        return finished_call(text)
 
 
 class Decider:
@@ -149,41 +229,45 @@ class Decider:
         shared = tokens[: len(self.prefix)] == self.prefix
         cache = self.cache if shared else make_prompt_cache(self.model)
         started = time.perf_counter()
-        state = {"decided_at": None, "answer_from": None}
-
-        def done(generated: list[int]) -> bool:
-            generated = forced + generated
-            text = self.tokenizer.decode(generated)
-            if state["decided_at"] is None and (label := decided(text)) is not None:
-                state["decided_at"], state["answer_from"] = time.perf_counter() - started, len(generated)
-                state["direct"] = label == "direct"
-            if state.get("direct"):  # the decision is made; a few tokens of the answer are kept
-                return self.max_answer_tokens is not None and \
-                    len(generated) - state["answer_from"] >= self.max_answer_tokens
-            return finished_call(text)
-
+        progress = Progress(self.tokenizer, self.max_answer_tokens, forced)
         context = tokens + self.shapes  # lookups search from the end: the call shapes first
 
         def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
             history = forced + generated
-            return [] if state.get("direct") else lookup_draft(history, context + generated, self.draft_size)
+            return [] if progress.direct else lookup_draft(history, context + generated, self.draft_size)
 
         guide = None if self.guard is None else \
             (lambda generated: self.guard.allowed(self.tokenizer.decode(forced + generated)))
         runners = [] if runners_up else None
         generated, passes = greedy_decode(self.model, cache, tokens[len(self.prefix):] if shared else tokens,
-                                          propose, done, self.max_tokens - len(forced), self.stop_tokens, guide,
-                                          runners)
+                                          propose, progress.done, self.max_tokens - len(forced), self.stop_tokens,
+                                          guide, runners)
         generated = forced + generated
         took = time.perf_counter() - started
         if shared:
             trim_prompt_cache(cache, cache[0].offset - len(self.prefix))
         out = {"raw": self.tokenizer.decode(generated), "ids": generated, "gen_time_s": took,
-               "time_to_decision_s": state["decided_at"] if state["decided_at"] is not None else took,
+               "time_to_decision_s": progress.decided_at - started if progress.decided_at is not None else took,
                "tokens": len(generated), "passes": passes, "prefix_reused": shared}
         if runners is not None:
             out["runners_up"] = ([(None, float("inf"))] * len(forced) + runners)[: len(generated)]
         return out
+
+    def decide_batch(self, questions: list[str], batch_size: int) -> Iterator[tuple[int, dict]]:
+        """`decide` for many questions, `batch_size` at a time (`batch_greedy_decode`: no drafts, no guard, the
+        same tokens), as (index, record) in the order they finish. "passes" counts the batched passes the
+        question took part in; there are no times (a question's share of a batch is no latency). Questions
+        whose prompt does not start with the prefix go one at a time."""
+        prompts = [self.prompt(question) for question in questions]
+        alone = [i for i, p in enumerate(prompts) if self.guard is not None or p[: len(self.prefix)] != self.prefix]
+        for i in alone:
+            yield i, self.decide(questions[i])
+        batched = [i for i in range(len(questions)) if i not in set(alone)]
+        dones = [Progress(self.tokenizer, self.max_answer_tokens).done for _ in batched]
+        for k, ids, passes in batch_greedy_decode(self.model, self.cache, [prompts[i][len(self.prefix):] for i in batched],
+                                                  dones, self.max_tokens, self.stop_tokens, batch_size):
+            yield batched[k], {"raw": self.tokenizer.decode(ids), "ids": ids, "tokens": len(ids), "passes": passes,
+                               "prefix_reused": True, "batch_size": batch_size}
 
     def plain_generate(self, question: str) -> tuple[str, float]:
         """mlx-lm's one-shot `generate` on the whole prompt, as a user would call it (no cache, no early stop)."""
