@@ -31,7 +31,8 @@ from pathlib import Path
 
 from tooltrain import paths
 from tooltrain.blas import environment_report, reexec_with_optimized_blas
-from tooltrain.eval.benchmark import NothingBenchmarked, default_models, parse_evals, parse_models, run_benchmark
+from tooltrain.eval.benchmark import (LATENCY_QUESTIONS, NothingBenchmarked, default_models, parse_evals, parse_models,
+                                      run_benchmark)
 from tooltrain.eval.report import format_log, write_outputs
 
 ROOT = paths.PROJECT_ROOT
@@ -41,6 +42,7 @@ DEFAULT_EVALS = [f"{EVAL / 'unseen_repos.jsonl'}={paths.EVAL_REPOS_ROOT}",
                  f"{EVAL / 'holdout_repos.jsonl'}={paths.HOLDOUT_REPOS_ROOT}",
                  f"{EVAL / 'phase7_valid.jsonl'}={paths.REPOS_ROOT}"]
 DEFAULT_BASE = str(paths.DEFAULT_MODEL_DIR)
+DEFAULT_BATCH_SIZE = 16  # fastest measured on this 2-core CPU (see README, Benchmark)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="questions timed against plain one-shot generate, per model (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=96, help="generation budget per question")
     parser.add_argument("--max-answer-tokens", type=int, default=8, help="direct answers stop this far past the decision")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="questions decoded together in the raw pass (1: one at a time, every case timed; "
+                             f"more: the same tokens faster, times measured on the first {LATENCY_QUESTIONS} cases)")
     parser.add_argument("--no-guided", dest="guided", action="store_false",
                         help="skip the guided-decoding scores (paths held to real ones) beside the raw ones")
     return parser.parse_args(argv)
@@ -87,7 +92,7 @@ def main(argv=None) -> int:
         return 2
     try:
         results = run_benchmark(evals, specs, args.predictions_dir, args.plain_questions, args.max_tokens,
-                                args.max_answer_tokens, args.guided)
+                                args.max_answer_tokens, args.guided, args.batch_size)
     except NothingBenchmarked as err:
         print(f"error: {err}; {args.log}, {args.json} and {args.chart} are left as they were", file=sys.stderr)
         return 1

@@ -361,7 +361,8 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
         assert [p["id"] for p in predictions] == ["g1", "r1", "d1"]
         for p in predictions:
             assert p["decision"] == read_output(p["raw"]).decision and p["prefix_reused"]
-            assert 0 < p["time_to_decision_s"] <= p["gen_time_s"]
+            assert p["batch_size"] == 16 and "gen_time_s" not in p  # batched (the default): no per-case times
+        assert summary["latency_sample"] == 3 and 0 < summary["avg_time_to_decision_s"] <= summary["avg_gen_time_s"]
         # guided beside raw: same cases; a case kept as it was is one the guard lets through unchanged
         guided = [json.loads(line) for line in (out / "pred" / f"{name}.guided.jsonl").read_text().splitlines()]
         assert [g["id"] for g in guided] == ["g1", "r1", "d1"]
@@ -370,6 +371,7 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
         assert results["guided"]["mini"][name]["rerun"] == sum(bool(g.get("guided_rerun")) for g in guided)
         assert results["guided"]["mini"][name]["overhead"]["questions"] == 2
     assert "raw -> guided decoding" in log
+    assert "latency, the first 3 cases decided one at a time; throughput of the raw pass at batch size 16" in log
     tiny = next(m for m in results["models"] if m["name"] == "tiny")
     assert tiny["examples"] == 12 and tiny["size_of"] == "adapter" and tiny["load_time_s"] > 0
     for name in ("base", "tiny"):  # the benchmark's path decides and writes as plain `generate` does
@@ -396,3 +398,29 @@ def test_two_benchmark_runs_write_the_same_predictions(float32_base, trained, ro
         runs.append([{k: p[k] for k in ("id", "ids", "raw", "decision", "tool_call", "valid", "detail")}
                      for p in map(json.loads, (out / "tiny.jsonl").read_text().splitlines())])
     assert len(runs[0]) == 3 and runs[0] == runs[1]
+
+
+@pytest.mark.slow
+def test_batched_raw_pass_gives_the_one_at_a_time_tokens(float32_base, trained):
+    """The benchmark's batched raw pass (8 rows, continuous batching: 24 questions, rows leaving and joining as
+    they finish) against `Decider.decide` one question at a time: the same token ids for every question. Real
+    unseen-set questions, their real workspace map, the real model with a 6-step adapter fused in as the
+    benchmark fuses it."""
+    from tests.training_runs import load_with_adapter
+    from tooltrain import paths, workspace
+    from tooltrain.eval.benchmark import fuse_unquantized_adapters, score_cases
+    from tooltrain.eval.decoding import Decider, context_messages
+
+    model, tokenizer = load_with_adapter(float32_base, trained)
+    fuse_unquantized_adapters(model)
+    cases = load_cases(ROOT / "data" / "eval" / "unseen_repos.jsonl")[:24]
+    context = context_messages(workspace.render_map(workspace.scan_roots([paths.EVAL_REPOS_ROOT])))
+    decider = Decider(model, tokenizer, context, max_tokens=48, max_answer_tokens=8)
+    batched, skipped = score_cases(decider, cases, (paths.EVAL_REPOS_ROOT,), batch_size=8)
+    asked = [case for case in cases if case.id in {r["id"] for r in batched}]  # all, once `make data` fetched them
+    assert len(asked) + len(skipped) == 24 and len(asked) >= 8
+    assert [r["id"] for r in batched] == [case.id for case in asked]
+    assert [r["ids"] for r in batched] == [decider.decide(case.question)["ids"] for case in asked]
+    assert decider.cache[0].offset == len(decider.prefix)  # the shared prefix is left as it was
+    assert all(r["batch_size"] == 8 and "gen_time_s" not in r for r in batched)
+    assert len({r["tokens"] for r in batched}) > 1  # rows ended at different steps

@@ -19,6 +19,11 @@ can only be a real path of the set's workspace), beside its raw scores, never in
 Guidance changes an output only where some greedy token was not allowed, so only those cases
 are decoded again (the others keep their raw output, which guided decoding would reproduce);
 the time guidance adds is measured on the same questions side by side.
+
+With `batch_size` > 1 the raw pass goes through the model that many questions at a time
+(`Decider.decide_batch`: the same greedy tokens). Its wall time per question is throughput, not
+latency, so the times per question (Avg Gen Time, time to decision) are then measured on the
+first `latency_questions` cases of each set, one at a time; the log says which is which.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from .decoding import Decider, context_messages
 from .guided import PathGuard, decide_searching, folders_under, grep_finds, vocabulary_trie
 from .scoring import Case, EvalFileError, check_call, load_cases, metrics, read_output
 
+
+
+LATENCY_QUESTIONS = 12  # cases per set timed one at a time when the raw pass is batched
 
 
 class NothingBenchmarked(RuntimeError):
@@ -191,26 +199,42 @@ def run_case(decider: Decider, case: Case, roots: tuple[Path, ...], search_in: d
     """One case decided and checked; with `search_in` (the workspace folders), a grep that finds nothing there
     is decoded again (tooltrain.eval.guided.decide_searching)."""
     out = decider.decide(case.question) if search_in is None else decide_searching(decider, case.question, search_in)
+    return case_record(case, out, roots)
+
+
+def case_record(case: Case, out: dict, roots: tuple[Path, ...]) -> dict:
+    """A decider's output for a case, read and checked (times only where the output has them: not batched)."""
     reading = read_output(out["raw"])
     valid, detail = check_call(case, reading, repo_root(case, roots))
+    times = {key: round(out[key], 4) for key in ("time_to_decision_s", "gen_time_s") if key in out}
     return {"id": case.id, "decision": reading.decision, "tool_call": reading.tool_call, "raw": out["raw"],
             "ids": out["ids"],
-            "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form,
-            "time_to_decision_s": round(out["time_to_decision_s"], 4), "gen_time_s": round(out["gen_time_s"], 4),
+            "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form, **times,
             "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"],
-            **{key: out[key] for key in ("retries", "first_raw") if key in out}}
+            **{key: out[key] for key in ("retries", "first_raw", "batch_size") if key in out}}
 
 
-def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], desc: str | None = None
-                ) -> tuple[list[dict], list[str]]:
-    """Every case through the decider (records), and the tool cases skipped because their repo is missing."""
-    records, skipped = [], []
-    for case in tqdm(cases, desc=desc, unit="q", leave=False, disable=desc is None):
+def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], desc: str | None = None,
+                batch_size: int = 1) -> tuple[list[dict], list[str]]:
+    """Every case through the decider, one at a time or `batch_size` at a time (records, in case order), and the
+    tool cases skipped because their repo is missing."""
+    asked, skipped = [], []
+    for case in cases:
         if case.expected != "direct" and repo_root(case, roots) is None:  # nothing to check the call on
             skipped.append(f"{case.id}: repo folder {case.repo!r} not under {', '.join(map(str, roots))}")
-            continue
-        records.append(run_case(decider, case, roots))
-    return records, skipped
+        else:
+            asked.append(case)
+    progress = dict(unit="q", leave=False, disable=desc is None, desc=desc, total=len(asked))
+    if batch_size > 1:
+        outs = dict(tqdm(decider.decide_batch([case.question for case in asked], batch_size), **progress))
+        return [case_record(case, outs[i], roots) for i, case in enumerate(asked)], skipped
+    return [run_case(decider, case, roots) for case in tqdm(asked, **progress)], skipped
+
+
+def latency(decider: Decider, cases: list[Case], count: int) -> dict:
+    """Single-stream times on the first `count` cases, each decided alone: what a user asking one question waits."""
+    outs = [decider.decide(case.question) for case in cases[:count]]
+    return {"questions": len(outs), **latency_of(outs)} if outs else {}
 
 
 def guided_records(decider: Decider, cases: list[Case], records: list[dict], roots: tuple[Path, ...]) -> list[dict]:
@@ -233,17 +257,23 @@ def guided_overhead(raw: Decider, guided: Decider, cases: list[Case], count: int
             "ratio": round(guided_s / raw_s, 3) if raw_s else None}
 
 
-def summarize(records: list[dict], skipped: list[str]) -> dict:
+def summarize(records: list[dict], skipped: list[str], sample: dict | None = None) -> dict:
+    """The metrics, and the times: every record's own (decided one at a time), or else `sample`'s (`latency`)."""
     summary = metrics(records)
-    if records:
-        gen_time = sum(r["gen_time_s"] for r in records)
-        summary.update({
-            "avg_time_to_decision_s": round(sum(r["time_to_decision_s"] for r in records) / len(records), 4),
-            "avg_gen_time_s": round(gen_time / len(records), 4),
-            "tokens_per_second": round(sum(r["tokens"] for r in records) / gen_time, 1) if gen_time else None,
-        })
+    if records and all("gen_time_s" in r for r in records):
+        summary.update(latency_sample=None, **latency_of(records))
+    elif sample:
+        summary.update(latency_sample=sample["questions"],
+                       **{key: sample[key] for key in ("avg_time_to_decision_s", "avg_gen_time_s", "tokens_per_second")})
     summary["skipped"] = skipped
     return summary
+
+
+def latency_of(records: list[dict]) -> dict:
+    gen_time = sum(r["gen_time_s"] for r in records)
+    return {"avg_time_to_decision_s": round(sum(r["time_to_decision_s"] for r in records) / len(records), 4),
+            "avg_gen_time_s": round(gen_time / len(records), 4),
+            "tokens_per_second": round(sum(r["tokens"] for r in records) / gen_time, 1) if gen_time else None}
 
 
 def compare_with_plain(decider: Decider, cases: list[Case], count: int) -> dict:
@@ -308,8 +338,10 @@ def paired_comparisons(per_model: dict[str, dict[str, tuple[bool, bool]]], order
 
 def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_dir: Path | None,
                   plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8,
-                  guided: bool = False) -> dict:
-    """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show."""
+                  guided: bool = False, batch_size: int = 1, latency_questions: int = LATENCY_QUESTIONS) -> dict:
+    """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show.
+    With `batch_size` > 1 the raw pass is batched, and the times are measured on the first `latency_questions`
+    cases of each set, one at a time."""
     import mlx.core as mx
 
 
@@ -328,7 +360,8 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                                "workspace_map": maps[name]} for name, (s, cases) in sets.items()},
                "models": [], "results": {name: {} for name in sets}, "problems": problems, "comparisons": {},
                "guided": {name: {} for name in sets} if guided else {},
-               "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens, "decoding": "greedy"}}
+               "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens, "decoding": "greedy",
+                            "batch_size": batch_size, "latency_questions": latency_questions}}
     paired = {name: {} for name in sets}
     for spec in specs:
         info = model_info(spec)
@@ -348,17 +381,23 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             context = context_messages(maps[set_name] if spec.workspace_map else None)
             decider = Decider(model, tokenizer, context, max_tokens, max_answer_tokens)
             info.setdefault("prefill_s", {})[set_name] = round(time.perf_counter() - started, 3)
-            records, skipped = score_cases(decider, cases, eval_set.roots, f"{spec.name} / {set_name}")
+            started = time.perf_counter()
+            records, skipped = score_cases(decider, cases, eval_set.roots, f"{spec.name} / {set_name}", batch_size)
+            wall = time.perf_counter() - started
+            sample = latency(decider, [c for c in cases if c.id in {r["id"] for r in records}], latency_questions) \
+                if batch_size > 1 else None
             if skipped:
                 print(f"{spec.name} / {set_name}: {len(skipped)} cases skipped ({skipped[0]} ...)", flush=True)
             folder = None if predictions_dir is None else \
                 Path(predictions_dir) / set_name if len(sets) > 1 else Path(predictions_dir)
             if folder is not None and records:
                 write_jsonl(folder / f"{spec.name}.jsonl", records)
-            results["results"][set_name][spec.name] = summary = summarize(records, skipped)
+            results["results"][set_name][spec.name] = summary = summarize(records, skipped, sample)
+            summary["wall_s_per_question"] = round(wall / len(records), 4) if records else None  # throughput
             paired[set_name][spec.name] = outcomes(records)
             print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, success {summary.get('success')}, "
-                  f"time to decision {summary.get('avg_time_to_decision_s')} s", flush=True)
+                  f"time to decision {summary.get('avg_time_to_decision_s')} s, raw pass {summary['wall_s_per_question']} "
+                  f"s/question at batch size {batch_size}", flush=True)
             if guided:
                 guard = PathGuard(tokenizer, folders_under(eval_set.roots), vocab)
                 steered = Decider(model, tokenizer, context, max_tokens, max_answer_tokens, guard=guard)
@@ -366,7 +405,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                 if folder is not None and kept:
                     write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
                 results["guided"][set_name][spec.name] = {
-                    **summarize(kept, skipped), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
+                    **summarize(kept, skipped, sample), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
                     "retried": sum(bool(r.get("retries")) for r in kept),
                     "found_by_retry": sum("first_raw" in r for r in kept),
                     "vs_raw": (paired_comparisons({"raw": outcomes(records), "guided": outcomes(kept)},

@@ -66,7 +66,7 @@ def format_log(results: dict) -> str:
             rows.append([info["name"], str(info["examples"]), _seconds(info.get("load_time_s")),
                          _seconds(m.get("avg_gen_time_s")), _rate(m, "accuracy"), _size(info)])
         out += _table(["Phase", "Examples", "Load Time", "Avg Gen Time", "Accuracy", "Adapter Size"], rows)
-        out.append("")
+        out += ["", _timing_note(settings, per_model), ""]
         rows = []
         for info in models:
             m = per_model.get(info["name"])
@@ -108,6 +108,17 @@ def format_log(results: dict) -> str:
                        f"{p['this_path_s']:.2f} s = {p['speedup']}x faster; same decision {p['same_decision']}/"
                        f"{p['questions']}")
     return "\n".join(out) + "\n"
+
+
+def _timing_note(settings: dict, per_model: dict) -> str:
+    """Which figures are single-stream latency and which are throughput."""
+    batch_size = settings.get("batch_size", 1)
+    sample = next((m["latency_sample"] for m in per_model.values() if m.get("latency_sample")), None)
+    where = f"the first {sample} cases" if sample else "every case"
+    throughput = ", ".join(f"{name} {m['wall_s_per_question']:.2f}" for name, m in per_model.items()
+                           if m.get("wall_s_per_question") is not None)
+    return (f"Avg Gen Time, Decision and Tok/s: latency, {where} decided one at a time; throughput of the raw pass "
+            f"at batch size {batch_size} (decoding and checking, s/question): {throughput or '-'}")
 
 
 def _guided_lines(guided: dict, raw: dict, models: list[dict]) -> list[str]:
