@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tooltrain import paths
 from tooltrain.blas import environment_report, reexec_with_optimized_blas
-from tooltrain.eval.benchmark import (LATENCY_QUESTIONS, NothingBenchmarked, default_models, parse_evals, parse_models,
-                                      run_benchmark)
+from tooltrain.eval.benchmark import (LATENCY_QUESTIONS, NothingBenchmarked, default_models, parse_evals,
+                                      parse_models, run_benchmark)
 from tooltrain.eval.report import format_log, write_outputs
 
 ROOT = paths.PROJECT_ROOT

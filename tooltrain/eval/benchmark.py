@@ -263,8 +263,7 @@ def summarize(records: list[dict], skipped: list[str], sample: dict | None = Non
     if records and all("gen_time_s" in r for r in records):
         summary.update(latency_sample=None, **latency_of(records))
     elif sample:
-        summary.update(latency_sample=sample["questions"],
-                       **{key: sample[key] for key in ("avg_time_to_decision_s", "avg_gen_time_s", "tokens_per_second")})
+        summary.update(latency_sample=sample["questions"], **{k: v for k, v in sample.items() if k != "questions"})
     summary["skipped"] = skipped
     return summary
 
@@ -396,8 +395,8 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             summary["wall_s_per_question"] = round(wall / len(records), 4) if records else None  # throughput
             paired[set_name][spec.name] = outcomes(records)
             print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, success {summary.get('success')}, "
-                  f"time to decision {summary.get('avg_time_to_decision_s')} s, raw pass {summary['wall_s_per_question']} "
-                  f"s/question at batch size {batch_size}", flush=True)
+                  f"time to decision {summary.get('avg_time_to_decision_s')} s, "
+                  f"raw pass {summary['wall_s_per_question']} s/question at batch size {batch_size}", flush=True)
             if guided:
                 guard = PathGuard(tokenizer, folders_under(eval_set.roots), vocab)
                 steered = Decider(model, tokenizer, context, max_tokens, max_answer_tokens, guard=guard)

@@ -111,9 +111,10 @@ def batch_greedy_decode(model, prefix_cache, prompts: list[list[int]], dones: li
             yield i, _cut(tokens[i], stop_tokens, max_tokens), passes[i]
         if len(keep) < len(rows):  # finished rows leave the batch
             rows = [rows[k] for k in keep]
-            for layer in cache if rows else []:
+            if not rows:
+                cache = None
+            for layer in cache or []:
                 layer.filter(mx.array(keep))
-            cache = cache if rows else None
 
 
 def _prefill_rows(model, prefix_cache, prompts: list[list[int]]) -> tuple[list, list[int]]:
@@ -259,13 +260,13 @@ class Decider:
         question took part in; there are no times (a question's share of a batch is no latency). Questions
         whose prompt does not start with the prefix go one at a time."""
         prompts = [self.prompt(question) for question in questions]
-        alone = [i for i, p in enumerate(prompts) if self.guard is not None or p[: len(self.prefix)] != self.prefix]
-        for i in alone:
+        batched = [i for i, p in enumerate(prompts) if self.guard is None and p[: len(self.prefix)] == self.prefix]
+        for i in sorted(set(range(len(questions))) - set(batched)):
             yield i, self.decide(questions[i])
-        batched = [i for i in range(len(questions)) if i not in set(alone)]
+        tails = [prompts[i][len(self.prefix):] for i in batched]
         dones = [Progress(self.tokenizer, self.max_answer_tokens).done for _ in batched]
-        for k, ids, passes in batch_greedy_decode(self.model, self.cache, [prompts[i][len(self.prefix):] for i in batched],
-                                                  dones, self.max_tokens, self.stop_tokens, batch_size):
+        for k, ids, passes in batch_greedy_decode(self.model, self.cache, tails, dones, self.max_tokens,
+                                                  self.stop_tokens, batch_size):
             yield batched[k], {"raw": self.tokenizer.decode(ids), "ids": ids, "tokens": len(ids), "passes": passes,
                                "prefix_reused": True, "batch_size": batch_size}
 
