@@ -361,7 +361,7 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
         assert [p["id"] for p in predictions] == ["g1", "r1", "d1"]
         for p in predictions:
             assert p["decision"] == read_output(p["raw"]).decision and p["prefix_reused"]
-            assert p["batch_size"] == 16 and "gen_time_s" not in p  # batched (the default): no per-case times
+            assert p["batch_size"] == 32 and "gen_time_s" not in p  # batched (the default): no per-case times
         assert summary["latency_sample"] == 3 and 0 < summary["avg_time_to_decision_s"] <= summary["avg_gen_time_s"]
         # guided beside raw: same cases; a case kept as it was is one the guard lets through unchanged
         guided = [json.loads(line) for line in (out / "pred" / f"{name}.guided.jsonl").read_text().splitlines()]
@@ -371,7 +371,7 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
         assert results["guided"]["mini"][name]["rerun"] == sum(bool(g.get("guided_rerun")) for g in guided)
         assert results["guided"]["mini"][name]["overhead"]["questions"] == 2
     assert "raw -> guided decoding" in log
-    assert "latency, the first 3 cases decided one at a time; throughput of the raw pass at batch size 16" in log
+    assert "latency, the first 3 cases decided one at a time; throughput of the raw pass at batch size 32" in log
     tiny = next(m for m in results["models"] if m["name"] == "tiny")
     assert tiny["examples"] == 12 and tiny["size_of"] == "adapter" and tiny["load_time_s"] > 0
     for name in ("base", "tiny"):  # the benchmark's path decides and writes as plain `generate` does

@@ -269,6 +269,7 @@ def summarize(records: list[dict], skipped: list[str], sample: dict | None = Non
 
 
 def latency_of(records: list[dict]) -> dict:
+    """Mean time to decision and generation time, and tokens per second, of outputs decided one at a time."""
     gen_time = sum(r["gen_time_s"] for r in records)
     return {"avg_time_to_decision_s": round(sum(r["time_to_decision_s"] for r in records) / len(records), 4),
             "avg_gen_time_s": round(gen_time / len(records), 4),
@@ -383,8 +384,8 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             started = time.perf_counter()
             records, skipped = score_cases(decider, cases, eval_set.roots, f"{spec.name} / {set_name}", batch_size)
             wall = time.perf_counter() - started
-            sample = latency(decider, [c for c in cases if c.id in {r["id"] for r in records}], latency_questions) \
-                if batch_size > 1 else None
+            asked = {r["id"] for r in records}
+            sample = latency(decider, [c for c in cases if c.id in asked], latency_questions) if batch_size > 1 else None
             if skipped:
                 print(f"{spec.name} / {set_name}: {len(skipped)} cases skipped ({skipped[0]} ...)", flush=True)
             folder = None if predictions_dir is None else \
