@@ -67,7 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-answer-tokens", type=int, default=8, help="direct answers stop this far past the decision")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="questions decoded together in the raw pass (1: one at a time, every case timed; "
-                             f"more: the same tokens faster, times measured on the first {LATENCY_QUESTIONS} cases)")
+                             f"more: the same tokens faster, times measured on {LATENCY_QUESTIONS} cases per set)")
     parser.add_argument("--no-guided", dest="guided", action="store_false",
                         help="skip the guided-decoding scores (paths held to real ones) beside the raw ones")
     return parser.parse_args(argv)

@@ -22,8 +22,9 @@ the time guidance adds is measured on the same questions side by side.
 
 With `batch_size` > 1 the raw pass goes through the model that many questions at a time
 (`Decider.decide_batch`: the same greedy tokens). Its wall time per question is throughput, not
-latency, so the times per question (Avg Gen Time, time to decision) are then measured on the
-first `latency_questions` cases of each set, one at a time; the log says which is which.
+latency, so the times per question (Avg Gen Time, time to decision) are then measured on
+`latency_questions` cases of each set taken in turn over the labels, one at a time; the log says which is
+which.
 """
 
 from __future__ import annotations
@@ -232,8 +233,9 @@ def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], de
 
 
 def latency(decider: Decider, cases: list[Case], count: int) -> dict:
-    """Single-stream times on the first `count` cases, each decided alone: what a user asking one question waits."""
-    outs = [decider.decide(case.question) for case in cases[:count]]
+    """Single-stream times on `count` cases taken in turn over the labels (`spread`), each decided alone: what a
+    user asking one question waits."""
+    outs = [decider.decide(case.question) for case in spread(cases, count)]
     return {"questions": len(outs), **latency_of(outs)} if outs else {}
 
 
@@ -340,8 +342,8 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                   plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8,
                   guided: bool = False, batch_size: int = 1, latency_questions: int = LATENCY_QUESTIONS) -> dict:
     """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show.
-    With `batch_size` > 1 the raw pass is batched, and the times are measured on the first `latency_questions`
-    cases of each set, one at a time."""
+    With `batch_size` > 1 the raw pass is batched, and the times are measured on `latency_questions` cases of
+    each set (as many of each label), one at a time."""
     import mlx.core as mx
 
 

@@ -258,9 +258,14 @@ class Decider:
         """`decide` for many questions, `batch_size` at a time (`batch_greedy_decode`: no drafts, no guard, the
         same tokens), as (index, record) in the order they finish. "passes" counts the batched passes the
         question took part in; there are no times (a question's share of a batch is no latency). Questions
-        whose prompt does not start with the prefix go one at a time."""
+        whose prompt does not start with the prefix, and every question of a model whose cache is not plain
+        keys and values (sliding windows, state-space layers), go one at a time."""
+        from mlx_lm.models.cache import KVCache
+
         prompts = [self.prompt(question) for question in questions]
-        batched = [i for i, p in enumerate(prompts) if self.guard is None and p[: len(self.prefix)] == self.prefix]
+        plain_cache = all(type(layer) is KVCache for layer in self.cache)  # what BatchKVCache can merge
+        batched = [i for i, p in enumerate(prompts)
+                   if plain_cache and self.guard is None and p[: len(self.prefix)] == self.prefix]
         for i in sorted(set(range(len(questions))) - set(batched)):
             yield i, self.decide(questions[i])
         tails = [prompts[i][len(self.prefix):] for i in batched]

@@ -114,7 +114,7 @@ def _timing_note(settings: dict, per_model: dict) -> str:
     """Which figures are single-stream latency and which are throughput."""
     batch_size = settings.get("batch_size", 1)
     sample = next((m["latency_sample"] for m in per_model.values() if m.get("latency_sample")), None)
-    where = f"the first {sample} cases" if sample else "every case"
+    where = f"{sample} cases taken in turn over the labels" if sample else "every case"
     throughput = ", ".join(f"{name} {m['wall_s_per_question']:.2f}" for name, m in per_model.items()
                            if m.get("wall_s_per_question") is not None)
     return (f"Avg Gen Time, Decision and Tok/s: latency, {where} decided one at a time; throughput of the raw pass "
