@@ -59,7 +59,7 @@ ACCESSOR_DECORATORS = {"setter", "getter", "deleter"}
 STDLIB_DECORATORS = {"contextmanager", "asynccontextmanager", "dataclass", "wraps", "cache", "lru_cache",
                      "cached_property", "total_ordering", "singledispatch", "overload", "final", "override",
                      "abstractmethod", "runtime_checkable"}
-PATH_FORM_WEIGHTS = {"full": 0.3, "rel": 0.2, "nosrc": 0.2, "module": 0.15, "file": 0.15}
+PATH_FORM_WEIGHTS = {"full": 0.3, "rel": 0.35, "nosrc": 0.2, "module": 0.15, "file": 0.15}
 GENERIC_FILES = {"__init__.py", "conftest.py", "index.rst", "index.md", "conf.py", "__main__.py", "utils.py"}
 
 
@@ -89,7 +89,8 @@ class RowOptions:
     others: tuple = ((0, 40), (1, 30), (2, 15), (3, 8), (5, 4), (12, 3))
     # (intent, turns per cycle) pairs: how often a repository's turn goes to that intent; unnamed intents
     # take one turn. Empty: every intent alike.
-    intent_turns: tuple = ()
+    intent_turns: tuple = (("usage", 3), ("raise", 3), ("decorator", 3), ("subclass", 2), ("string", 2),
+                           ("class_def", 2), ("function_def", 2), ("method_def", 2), ("constant", 2))
 
 
 @dataclass
@@ -195,9 +196,13 @@ def grep_candidates(facts: list[FileFacts]) -> list[Candidate]:
                 definition("async_def", f, s, rf"async def {s.name}\b")
             for deco, line in s.decorators:
                 short = deco.rsplit(".", 1)[-1]
-                if short in own and short not in ACCESSOR_DECORATORS and len(deco) >= 4:
+                if short in ACCESSOR_DECORATORS:
+                    continue
+                if short in own and len(deco) >= 4:
                     add("decorator", f, f"@{deco}", line, rf"@{re.escape(deco)}\b", name=deco)
                     decorator_names[f.repo].add(short)
+                elif "." in deco and len(deco) >= 8:  # another library's, by its dotted name (@contextlib.contextmanager)
+                    add("decorator", f, f"@{deco}", line, rf"@{re.escape(deco)}\b", name=deco)
         for first, second in zip(classes, classes[1:]):
             add("classes_multi", f, f"{first.qualname}+{second.name}", first.line, rf"class ({first.name}|{second.name})\b",
                 traits=("several-names",), names=_names([first.name, second.name]))

@@ -47,6 +47,9 @@ GREP = {
         "where's the {name} method on {Repo}'s {owner}",
         "Locate the definition of {owner}.{name}() in {Repo}.",
         "In {Repo}, where does {owner} define {name}?",
+        "Where does {Repo} implement {owner}.{name}?",
+        "find {name} on {Repo}'s {owner}",
+        "{owner}.{name} in {Repo}: where is it implemented?",
     ],
     "async_def": [
         "Where is the async function {name} defined in {Repo}?",
@@ -64,6 +67,10 @@ GREP = {
         "{Repo}: where is {name}() used?",
         "where does {Repo} use {name}",
         "What code in {Repo} invokes `{name}(...)`?",
+        "Which parts of {Repo} make use of {name}?",
+        "In {Repo}, who calls {name}?",
+        "{name}: who uses it in {Repo}?",
+        "Where does {Repo} invoke {name}, i.e. the {name}() calls?",
     ],
     "decorator": [
         "Which functions in {Repo} are decorated with @{name}?",
@@ -73,6 +80,8 @@ GREP = {
         "{Repo}: what gets decorated with @{name}?",
         "where is @{name} used in {Repo}",
         "Show me the functions {Repo} wraps with `@{name}`.",
+        "Which functions in {Repo} are wrapped with @{name}?",
+        "what does {Repo} decorate with @{name}",
     ],
     "decorator_def": [
         "Where is the @{name} decorator defined in {Repo}?",
@@ -112,6 +121,8 @@ GREP = {
         "Show me every class in {Repo} that derives from `{base}`.",
         "{Repo}: what subclasses {base}?",
         "which {Repo} classes are based on {base}",
+        "What inherits from {base} in {Repo}?",
+        "In {Repo}, which classes are built on the `{base}` base class?",
     ],
     "raise": [
         "Where does {Repo} raise {exc}?",
@@ -121,6 +132,10 @@ GREP = {
         "{Repo}: where is {exc} raised?",
         "where can {Repo} throw a {exc}",
         "What in {Repo} raises {exc}?",
+        "Where is {exc} thrown in {Repo}?",
+        "In {Repo}, which code throws {exc}?",
+        "{Repo} throws {exc} somewhere: where?",
+        "Find the places where {Repo} can throw `{exc}`.",
     ],
     "string": [
         "Where does the message \"{text}\" come from in {Repo}?",
