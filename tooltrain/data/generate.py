@@ -59,7 +59,7 @@ ACCESSOR_DECORATORS = {"setter", "getter", "deleter"}
 STDLIB_DECORATORS = {"contextmanager", "asynccontextmanager", "dataclass", "wraps", "cache", "lru_cache",
                      "cached_property", "total_ordering", "singledispatch", "overload", "final", "override",
                      "abstractmethod", "runtime_checkable"}
-PATH_FORM_WEIGHTS = {"full": 0.3, "rel": 0.2, "nosrc": 0.2, "module": 0.15, "file": 0.15}
+PATH_FORM_WEIGHTS = {"full": 0.3, "rel": 0.35, "nosrc": 0.2, "module": 0.15, "file": 0.15}
 GENERIC_FILES = {"__init__.py", "conftest.py", "index.rst", "index.md", "conf.py", "__main__.py", "utils.py"}
 
 
