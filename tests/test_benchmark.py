@@ -424,3 +424,28 @@ def test_batched_raw_pass_gives_the_one_at_a_time_tokens(float32_base, trained):
     assert decider.cache[0].offset == len(decider.prefix)  # the shared prefix is left as it was
     assert all(r["batch_size"] == 6 and "gen_time_s" not in r for r in batched)
     assert len({r["tokens"] for r in batched}) > 1  # rows ended at different steps
+
+
+@pytest.mark.slow
+def test_the_task_scorer_scores_the_weights_in_training_as_the_one_at_a_time_benchmark(float32_base, trained, tmp_path):
+    """The scorer that picks the adapter during training runs the benchmark's batched pass on the LoRA model as
+    it is (not fused): its figures are those of the same cases decided one at a time."""
+    from types import SimpleNamespace
+
+    from tests.training_runs import load_with_adapter
+    from tooltrain import paths, workspace
+    from tooltrain.eval.benchmark import score_cases, summarize
+    from tooltrain.eval.checkpoints import task_scorer
+    from tooltrain.eval.decoding import Decider, context_messages
+
+    model, tokenizer = load_with_adapter(float32_base, trained)
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text("".join((ROOT / "data" / "eval" / "unseen_repos.jsonl").read_text().splitlines(True)[:12]))
+    args = SimpleNamespace(task_eval=str(cases), task_repos_root=str(paths.EVAL_REPOS_ROOT), task_from=2)
+    scorer = task_scorer(args, model, tokenizer, skip={4})
+    assert scorer(1) is None and scorer(4) is None  # before task_from; the trainer's next-to-last validation
+    scored = scorer(5)
+    context = context_messages(workspace.render_map(workspace.scan_roots([paths.EVAL_REPOS_ROOT])))
+    records, skipped = score_cases(Decider(model, tokenizer, context), load_cases(cases), (paths.EVAL_REPOS_ROOT,))
+    alone = summarize(records, skipped)
+    assert scored == {key: alone.get(key) for key in scored} and scored["cases"] == len(records) > 0

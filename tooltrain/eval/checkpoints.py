@@ -12,13 +12,16 @@ from .benchmark import score_cases, summarize
 from .decoding import Decider, context_messages
 from .scoring import load_cases
 
+TASK_BATCH_SIZE = 32  # the benchmark's batched raw pass: the same tokens as one at a time, ~2-3x faster here
+
 
 def task_scorer(args, model, tokenizer, skip: set[int]):
     """What the benchmark measures, on the valid split, for the recorder: a function scoring the current
     weights (the benchmark's prompt with the workspace map, greedy decoding, calls run for real), or None
     when the config names no `task_eval` file. Iterations in `skip` (the trainer's last validation comes
     one step before the final one) and before `task_from` (an adapter that young is never the best, and
-    a scoring pass costs minutes on a CPU) are not scored."""
+    a scoring pass costs a minute or more on a CPU) are not scored. The cases go through the benchmark's
+    batched raw pass."""
     task_eval = getattr(args, "task_eval", None)
     if not task_eval:
         return None
@@ -31,7 +34,7 @@ def task_scorer(args, model, tokenizer, skip: set[int]):
     def scorer(iteration: int) -> dict | None:
         if iteration in skip or iteration < first:
             return None
-        records, skipped = score_cases(Decider(model, tokenizer, context), cases, roots)
+        records, skipped = score_cases(Decider(model, tokenizer, context), cases, roots, batch_size=TASK_BATCH_SIZE)
         summary = summarize(records, skipped)
         return {k: summary.get(k) for k in ("success", "accuracy", "grep_hit_rate", "read_valid_rate",
                                             "over_call_rate", "cases")}
