@@ -199,11 +199,12 @@ def grep_candidates(facts: list[FileFacts]) -> list[Candidate]:
                 short = deco.rsplit(".", 1)[-1]
                 if short in ACCESSOR_DECORATORS:
                     continue
-                if short in own and len(deco) >= 4:
+                own_decorator = short in own and len(deco) >= 4
+                # the repository's own decorators, and another library's by its dotted name (@contextlib.contextmanager)
+                if own_decorator or "." in deco and len(deco) >= 8:
                     add("decorator", f, f"@{deco}", line, rf"@{re.escape(deco)}\b", name=deco)
+                if own_decorator:  # only those can have their definition asked for
                     decorator_names[f.repo].add(short)
-                elif "." in deco and len(deco) >= 8:  # another library's, by its dotted name (@contextlib.contextmanager)
-                    add("decorator", f, f"@{deco}", line, rf"@{re.escape(deco)}\b", name=deco)
         for first, second in zip(classes, classes[1:]):
             add("classes_multi", f, f"{first.qualname}+{second.name}", first.line, rf"class ({first.name}|{second.name})\b",
                 traits=("several-names",), names=_names([first.name, second.name]))
