@@ -31,8 +31,8 @@ from pathlib import Path
 
 from tooltrain import paths
 from tooltrain.blas import environment_report, reexec_with_optimized_blas
-from tooltrain.eval.benchmark import (LATENCY_QUESTIONS, NothingBenchmarked, default_models, parse_evals,
-                                      parse_models, run_benchmark)
+from tooltrain.eval.benchmark import (BATCH_SIZE, LATENCY_QUESTIONS, NothingBenchmarked, default_models,
+                                      parse_evals, parse_models, run_benchmark)
 from tooltrain.eval.report import format_log, write_outputs
 
 ROOT = paths.PROJECT_ROOT
@@ -42,7 +42,6 @@ DEFAULT_EVALS = [f"{EVAL / 'unseen_repos.jsonl'}={paths.EVAL_REPOS_ROOT}",
                  f"{EVAL / 'holdout_repos.jsonl'}={paths.HOLDOUT_REPOS_ROOT}",
                  f"{EVAL / 'phase7_valid.jsonl'}={paths.REPOS_ROOT}"]
 DEFAULT_BASE = str(paths.DEFAULT_MODEL_DIR)
-DEFAULT_BATCH_SIZE = 32  # fastest measured here (16: 1.16x slower, 64: the same speed, 1.6x the memory)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="questions timed against plain one-shot generate, per model (0: skip)")
     parser.add_argument("--max-tokens", type=int, default=96, help="generation budget per question")
     parser.add_argument("--max-answer-tokens", type=int, default=8, help="direct answers stop this far past the decision")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                         help="questions decoded together in the raw pass (1: one at a time, every case timed; "
                              f"more: the same tokens faster, times measured on {LATENCY_QUESTIONS} cases per set)")
     parser.add_argument("--no-guided", dest="guided", action="store_false",

@@ -46,6 +46,7 @@ from .scoring import Case, EvalFileError, check_call, load_cases, metrics, read_
 
 
 
+BATCH_SIZE = 32  # questions decoded together: fastest measured here (16: 1.16x slower, 64: as fast, 1.6x the memory)
 LATENCY_QUESTIONS = 12  # cases per set timed one at a time when the raw pass is batched
 
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..workspace import render_map, scan_roots
-from .benchmark import score_cases, summarize
+from .benchmark import BATCH_SIZE, score_cases, summarize
 from .decoding import Decider, context_messages
 from .scoring import load_cases
-
-TASK_BATCH_SIZE = 32  # the benchmark's batched raw pass: the same tokens as one at a time, ~2-3x faster here
 
 
 def task_scorer(args, model, tokenizer, skip: set[int]):
@@ -34,7 +32,7 @@ def task_scorer(args, model, tokenizer, skip: set[int]):
     def scorer(iteration: int) -> dict | None:
         if iteration in skip or iteration < first:
             return None
-        records, skipped = score_cases(Decider(model, tokenizer, context), cases, roots, batch_size=TASK_BATCH_SIZE)
+        records, skipped = score_cases(Decider(model, tokenizer, context), cases, roots, batch_size=BATCH_SIZE)
         summary = summarize(records, skipped)
         return {k: summary.get(k) for k in ("success", "accuracy", "grep_hit_rate", "read_valid_rate",
                                             "over_call_rate", "cases")}
