@@ -408,7 +408,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                 if folder is not None and kept:
                     write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
                 results["guided"][set_name][spec.name] = {
-                    **summarize(kept, skipped, sample), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
+                    **summarize(kept, skipped), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
                     "retried": sum(bool(r.get("retries")) for r in kept),
                     "found_by_retry": sum("first_raw" in r for r in kept),
                     "vs_raw": (paired_comparisons({"raw": outcomes(records), "guided": outcomes(kept)},
