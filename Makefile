@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark timings bench-training ask doctor test clean-data FORCE
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark timings seeds bench-training ask doctor test clean-data FORCE
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -161,6 +161,27 @@ phase7: adapters_phase7/training_record.json phase5 phase6 fused benchmark ## th
 
 timings: ## the last make run's stage timings again (data/timings.json)
 	@$(PYTHON) -m tooltrain.timing show
+
+# Each phase trained with each of SEEDS (its config otherwise) and benchmarked raw on the eval sets: how much of a
+# phase's score is its seed. The run with SEED (make phase7's) is adapters_phaseN itself; the others go to
+# data/seeds/phaseN-seedS/. Stem of a seed run: N-seedS.
+SEEDS ?= 0 1 2
+seed_adapter = $(if $(filter $(SEED),$(2)),adapters_phase$(1),data/seeds/phase$(1)-seed$(2))
+SEED_MODELS := $(foreach s,$(SEEDS),$(foreach n,5 6 7,phase$(n)-seed$(s)=$(MODEL):$(call seed_adapter,$(n),$(s))))
+SEED_BENCH := data/seeds/benchmark-seeds$(subst $() ,-,$(strip $(SEEDS))).json
+data/seeds/phase%/training_record.json: $(PHASE7_DATA) $(foreach n,5 6 7,data/eval/phase$(n)_valid.jsonl) \
+		$(MODEL_STAMP) $(MODEL_VAR) $(call code,scripts/train_adapter.py)
+	$(TIMED) $(PY) -m scripts.train_adapter -c configs/lora_phase$(firstword $(subst -seed, ,$*)).yaml --model $(MODEL) \
+		--seed $(lastword $(subst -seed, ,$*)) --adapter-path data/seeds/phase$*
+
+$(SEED_BENCH): $(foreach s,$(SEEDS),$(foreach n,5 6 7,$(call seed_adapter,$(n),$(s))/training_record.json)) \
+		$(EVAL_REPOS) $(HOLDOUT_REPOS) $(IN_DIST_EVAL) data/eval/unseen_repos.jsonl data/eval/holdout_repos.jsonl \
+		$(call code,benchmark_phase5_vs_base.py)
+	$(TIMED) $(PY) benchmark_phase5_vs_base.py --base-model $(MODEL) --models $(SEED_MODELS) --no-guided \
+		--plain-questions 0 --log $(@:.json=.log) --json $@ --chart $(@:.json=.png) --predictions-dir data/seeds/predictions
+
+seeds: $(SEED_BENCH) ## each phase trained with each of SEEDS="0 1 2", benchmarked raw: mean and spread of success (~4 h)
+	@$(PY) -m scripts.seeds_report $(SEED_BENCH)
 
 bench-training: $(PHASE7_DATA) $(MODEL_STAMP) ## training speed, stock mlx[cpu] vs OpenBLAS vs project path, same 20 steps, and a step profile (~30 min)
 	$(PY) -m scripts.bench_training --model $(MODEL) --profile

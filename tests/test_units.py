@@ -150,3 +150,32 @@ def test_wilson_interval_and_exact_mcnemar():
     assert mcnemar([True, False], [True, False])["p"] == 1.0
     with pytest.raises(ValueError, match="same cases"):
         mcnemar([True], [True, False])
+
+
+def test_the_seeds_table_groups_phases_and_compares_them_seed_by_seed():
+    from tooltrain.eval.seeds import format_seed_rows, seed_model_name, seed_rows
+
+    scores = {(5, 0): 0.50, (5, 1): 0.60, (6, 0): 0.70, (6, 1): 0.65, (7, 0): 0.72, (7, 2): 0.80}
+    per_model = {seed_model_name(p, s): {"success": v} for (p, s), v in scores.items()}
+    per_model["phase7"] = {"success": 0.99}  # not a seed run: left out
+    rows = seed_rows({"results": {"unseen_repos": per_model}})
+    assert [(r["phase"], r["seeds"]) for r in rows] == [(5, [0, 1]), (6, [0, 1]), (7, [0, 2])]
+    five, six, seven = rows
+    assert abs(five["mean"] - 0.55) < 1e-12 and abs(five["sd"] - 0.0707107) < 1e-6 and five["change_from_previous"] is None
+    assert [round(c, 2) for c in six["changes_by_seed"]] == [0.2, 0.05]  # seed 0: +20 points, seed 1: +5
+    assert [round(c, 2) for c in seven["changes_by_seed"]] == [0.02]  # only seed 0 has both phases
+    table = format_seed_rows(rows)
+    assert "55.0 ± 7.1" in table and "+12.5 (+20.0, +5.0)" in table
+
+
+def test_make_seeds_reuses_the_main_runs_seed_and_trains_the_others_apart():
+    import subprocess
+
+    from tooltrain.paths import PROJECT_ROOT
+
+    out = subprocess.run(["make", "-n", "seeds", "SEEDS=0 3", "SEED=0", "TOOLTRAIN_RUN=dry"],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True).stdout
+    assert "--seed 3 --adapter-path data/seeds/phase6-seed3" in out and "data/seeds/phase6-seed0" not in out
+    assert "phase7-seed0=data/models/smollm2-135m-instruct:adapters_phase7" in out
+    assert "phase5-seed3=data/models/smollm2-135m-instruct:data/seeds/phase5-seed3" in out
+    assert "scripts.seeds_report data/seeds/benchmark-seeds0-3.json" in out
