@@ -180,7 +180,7 @@ $(SEED_BENCH): $(foreach s,$(SEEDS),$(foreach n,5 6 7,$(call seed_adapter,$(n),$
 	$(TIMED) $(PY) benchmark_phase5_vs_base.py --base-model $(MODEL) --models $(SEED_MODELS) --no-guided \
 		--plain-questions 0 --log $(@:.json=.log) --json $@ --chart $(@:.json=.png) --predictions-dir data/seeds/predictions
 
-seeds: $(SEED_BENCH) ## each phase trained with each of SEEDS="0 1 2", benchmarked raw: mean and spread of success (~4 h)
+seeds: $(SEED_BENCH) ## each phase trained with each of SEEDS="0 1 2", benchmarked raw: mean and spread of success (~3 h)
 	@$(PY) -m scripts.seeds_report $(SEED_BENCH)
 
 bench-training: $(PHASE7_DATA) $(MODEL_STAMP) ## training speed, stock mlx[cpu] vs OpenBLAS vs project path, same 20 steps, and a step profile (~30 min)
