@@ -20,6 +20,7 @@ Run from the project root (`make bench-peers` creates .venv-peers first; ~10 min
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,7 +55,7 @@ def main() -> None:
     if not args.peer_python.exists():
         parser.error(f"{args.peer_python} is missing: `make bench-peers` creates it from requirements-peers.txt")
     config = yaml.safe_load(args.config.read_text())
-    mlx_python, peer_python = str(Path(".venv/bin/python").absolute()), str(args.peer_python.absolute())
+    mlx_python, peer_python = sys.executable, str(args.peer_python.absolute())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=paths.PROJECT_ROOT).stdout.strip()
     results = {"commit": commit, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
