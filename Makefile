@@ -177,7 +177,7 @@ $(PEERS_STAMP): requirements-peers.txt
 	touch $@
 
 # The embedded model only: llama.cpp runs the GGUF it was converted from.
-bench-peers: $(PHASE7_DATA) $(DEFAULT_MODEL)/provenance.json $(EVAL_REPOS) $(PEERS_STAMP) ## the same 20 LoRA steps vs PyTorch+PEFT, time to decision vs llama.cpp, in turn (~15 min)
+bench-peers: $(PHASE7_DATA) $(DEFAULT_MODEL)/provenance.json $(EVAL_REPOS) $(PEERS_STAMP) ## the same 20 LoRA steps vs PyTorch+PEFT, time to decision vs llama.cpp, in turn (~5 min after the venv)
 	$(PY) -m scripts.bench_peers --model $(DEFAULT_MODEL)
 
 # Ask the trained model about your own code: REPO=folder (or "a b"), Q="question" (none: a prompt loop),

@@ -13,7 +13,7 @@ its own, the peers with `.venv-peers` (requirements-peers.txt: not runtime depen
 both the same step or question in turn and each times its own work, so the ratios hold on a busy machine,
 the absolute times do not.
 
-Run from the project root (`make bench-peers` creates .venv-peers first; ~10 minutes here):
+Run from the project root (`make bench-peers` creates .venv-peers first, compiling llama.cpp; then ~5 minutes here):
     python -m scripts.bench_peers [--parts train decide] [--steps 20] [--questions 24] [--repeats 2]
 """
 
