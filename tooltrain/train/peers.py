@@ -35,7 +35,7 @@ import numpy as np
 from ..blas import reexec_with_optimized_blas
 from ..lockstep import Worker, serve, side_by_side
 from ..paths import PROJECT_ROOT
-from .speed import _compiled, _setup, format_profile, profile
+from .speed import compiled_step, format_profile, profile, setup_run
 
 ROWS_FILE, LORA_INIT_FILE = "rows.npz", "lora_init.npz"
 
@@ -94,8 +94,8 @@ class MlxTraining:
 
         from ..blas import detect
 
-        run = _setup("project", model, data, num_layers, rank, batch_size, seed)
-        self.net, self.step_fn, self.state = run.net, *_compiled(run)
+        run = setup_run("project", model, data, num_layers, rank, batch_size, seed)
+        self.net, self.step_fn, self.state = run.net, *compiled_step(run)
         self.setting = (model, data, num_layers, rank, batch_size, seed)
         self.batches = [next(run.batches) for _ in range(steps + 1)]  # the first is the warm-up, as in speed.measure
         np.savez(Path(workdir) / ROWS_FILE, **{f"{part}{i}": np.array(value) for i, batch in enumerate(self.batches)

@@ -39,7 +39,7 @@ def child_env(path: str) -> dict:
     return env
 
 
-def _setup(path: str, model: str, data: str, num_layers: int, rank: int, batch_size: int, seed: int):
+def setup_run(path: str, model: str, data: str, num_layers: int, rank: int, batch_size: int, seed: int):
     """One path's LoRA model, loss, optimizer state and batch stream, the same for every path given a seed."""
     import mlx.core as mx
     import mlx.optimizers as optim
@@ -67,7 +67,7 @@ def _setup(path: str, model: str, data: str, num_layers: int, rank: int, batch_s
                                  batches=batches)
 
 
-def _compiled(run, with_grad: bool = True, with_update: bool = True):
+def compiled_step(run, with_grad: bool = True, with_update: bool = True):
     """mlx-lm's training step (forward, backward, Adam), or only its first parts, compiled."""
     import mlx.core as mx
     import mlx.nn as nn
@@ -110,8 +110,8 @@ def measure(path: str, model: str, data: str, steps: int, num_layers: int, rank:
     """Time `steps` training steps of one path in this process (the child's side)."""
     import mlx.core as mx
 
-    run = _setup(path, model, data, num_layers, rank, batch_size, seed)
-    step, state = _compiled(run)
+    run = setup_run(path, model, data, num_layers, rank, batch_size, seed)
+    step, state = compiled_step(run)
     mx.reset_peak_memory()
     seconds, seen = _timed(step, state, run.batches, steps)
     all_tokens = sum(int(lengths[:, 1].sum().item()) for _, lengths, _, _ in seen)
@@ -177,12 +177,12 @@ def profile(model: str, data: str, steps: int, num_layers: int, rank: int, batch
     three ways), and how much of it the linear layers' and the head's matmuls take, timed alone at
     the step's shapes through the same BLAS; the rest is MLX's own kernels (attention, softmax,
     elementwise, reductions) and graph overhead."""
-    run = _setup("project", model, data, num_layers, rank, batch_size, seed)
+    run = setup_run("project", model, data, num_layers, rank, batch_size, seed)
     prefix = getattr(run.loss, "prefix_length", 0)
     batches = [next(run.batches) for _ in range(steps + 1)]
     times = {}
     for name, grad, update in (("forward", False, False), ("forward_backward", True, False), ("step", True, True)):
-        step, state = _compiled(run, grad, update)
+        step, state = compiled_step(run, grad, update)
         times[name], seen = _timed(step, state, iter(batches), steps)
     row_tokens = [int(batch.shape[0] * (batch.shape[1] - prefix - 1)) for batch, *_ in seen]
     window = getattr(run.loss, "window", None)
