@@ -11,7 +11,7 @@ import pytest
 from tooltrain import lockstep, paths
 from tooltrain.io import sha256_file, write_json
 from tooltrain.model import gguf
-from tooltrain.train.peers import (LORA_INIT_FILE, ROWS_FILE, MlxTraining, answer_mask, half_to_rotary, lora_targets,
+from tooltrain.train.peers import (LORA_INIT_FILE, ROWS_FILE, MlxTraining, answer_mask, lora_targets,
                                    rotary_to_half, uncorrected_adam)
 
 HEADS, HEAD_DIM, WIDTH, BASE = 3, 8, 5, 10000.0
@@ -35,6 +35,12 @@ def rope_half(v: np.ndarray, position: int) -> np.ndarray:
     cos, sin = np.tile(np.cos(_angles(position)), 2), np.tile(np.sin(_angles(position)), 2)
     rotated = np.concatenate([-x[:, HEAD_DIM // 2:], x[:, : HEAD_DIM // 2]], axis=1)
     return (x * cos + rotated * sin).reshape(-1)
+
+
+def half_to_rotary(weight: np.ndarray, heads: int) -> np.ndarray:
+    """The inverse of `rotary_to_half` (what llama.cpp's converter does to a Hugging Face checkpoint)."""
+    rows, cols = weight.shape
+    return weight.reshape(heads, 2, rows // heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
 def test_rotary_row_permutation_round_trips_and_moves_pairs_to_halves():

@@ -47,12 +47,6 @@ def rotary_to_half(weight: np.ndarray, heads: int) -> np.ndarray:
     return weight.reshape(heads, rows // heads // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def half_to_rotary(weight: np.ndarray, heads: int) -> np.ndarray:
-    """The inverse of `rotary_to_half` (what llama.cpp's converter does to a Hugging Face checkpoint)."""
-    rows, cols = weight.shape
-    return weight.reshape(heads, 2, rows // heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
-
-
 def answer_mask(lengths: np.ndarray, width: int) -> np.ndarray:
     """mlx-lm's `default_loss` mask over a batch's `width - 1` targets: target j (the token at j + 1) counts
     when offset <= j + 1 <= length, for `lengths` rows of (offset, length)."""
