@@ -169,7 +169,7 @@ SEEDS ?= 0 1 2
 seed_adapter = $(if $(filter $(SEED),$(2)),adapters_phase$(1),data/seeds/phase$(1)-seed$(2))
 SEED_MODELS := $(foreach s,$(SEEDS),$(foreach n,5 6 7,phase$(n)-seed$(s)=$(MODEL):$(call seed_adapter,$(n),$(s))))
 SEED_BENCH := data/seeds/benchmark-seeds$(subst $() ,-,$(strip $(SEEDS))).json
-data/seeds/phase%/training_record.json: $(PHASE7_DATA) $(foreach n,5 6 7,data/eval/phase$(n)_valid.jsonl) \
+data/seeds/phase%/training_record.json: $(PHASE7_DATA) $(foreach n,5 6 7,configs/lora_phase$(n).yaml data/eval/phase$(n)_valid.jsonl) \
 		$(MODEL_STAMP) $(MODEL_VAR) $(call code,scripts/train_adapter.py)
 	$(TIMED) $(PY) -m scripts.train_adapter -c configs/lora_phase$(firstword $(subst -seed, ,$*)).yaml --model $(MODEL) \
 		--seed $(lastword $(subst -seed, ,$*)) --adapter-path data/seeds/phase$*

@@ -31,12 +31,12 @@ def seed_rows(results: dict, metric: str = "success") -> list[dict]:
         for phase in sorted(by_phase):
             by_seed = by_phase[phase]
             values = [by_seed[seed] for seed in sorted(by_seed)]
-            shared = sorted(set(by_seed) & set(previous or {}))
-            change = statistics.fmean(by_seed[s] - previous[s] for s in shared) if shared else None
+            changes = [by_seed[s] - previous[s] for s in sorted(set(by_seed) & set(previous or {}))]
             rows.append({"set": set_name, "phase": phase, "seeds": sorted(by_seed), "values": values,
                          "mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
-                         "min": min(values), "max": max(values), "change_from_previous": change,
-                         "changes_by_seed": [by_seed[s] - previous[s] for s in shared]})
+                         "min": min(values), "max": max(values),
+                         "change_from_previous": statistics.fmean(changes) if changes else None,
+                         "changes_by_seed": changes})
             previous = by_seed
     return rows
 
