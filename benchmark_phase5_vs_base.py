@@ -10,8 +10,8 @@ Reads  eval sets in DESIGN.md's eval-case format, each with the repos root(s) it
 Writes benchmark_all_phases.log    the spec's table per eval set, plus macro-F1, success, over/under-call,
                                    grep hit rate, read validity, format adherence, time to decision, tokens/s,
                                    peak memory, confusion matrices, 95% intervals, paired McNemar tests,
-                                   the prompt-cache speedup; beside the raw scores, the guided ones (a call's
-                                   path held to the workspace's real paths) and the time guidance adds
+                                   the prompt-cache speedup; beside the raw scores, Phase 7's guided ones (a
+                                   call's path held to the workspace's real paths) and the time guidance adds
        benchmark_all_phases.json   the same, machine-readable (with each set's workspace map)
        benchmark_all_phases.png    accuracy and times per model
        data/benchmark/predictions/<set>/<model>.jsonl   one prediction per case (<model>.guided.jsonl: guided)
@@ -32,7 +32,7 @@ from pathlib import Path
 from tooltrain import paths
 from tooltrain.blas import environment_report, reexec_with_optimized_blas
 from tooltrain.eval.benchmark import (BATCH_SIZE, LATENCY_QUESTIONS, NothingBenchmarked, default_models,
-                                      parse_evals, parse_models, run_benchmark)
+                                      guided_names, parse_evals, parse_models, run_benchmark)
 from tooltrain.eval.report import format_log, write_outputs
 
 ROOT = paths.PROJECT_ROOT
@@ -67,8 +67,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                         help="questions decoded together in the raw pass (1: one at a time, every case timed; "
                              f"more: the same tokens faster, times measured on {LATENCY_QUESTIONS} cases per set)")
+    parser.add_argument("--guided-models", nargs="+", metavar="NAME",
+                        help="models also scored with guided decoding (paths held to real ones), beside their raw "
+                             "scores; `all` for every model; default: the last model (phase7 in the default order)")
     parser.add_argument("--no-guided", dest="guided", action="store_false",
-                        help="skip the guided-decoding scores (paths held to real ones) beside the raw ones")
+                        help="no guided-decoding scores for any model")
     return parser.parse_args(argv)
 
 
@@ -86,12 +89,13 @@ def main(argv=None) -> int:
         specs = parse_models(args.models or [s.name for s in default_models(args.base_model)], args.base_model,
                              tuple(args.no_map))
         evals = parse_evals(args.eval or default_evals(), args.repos_root)
+        guided = guided_names(args.guided_models, specs) if args.guided else ()
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:
         results = run_benchmark(evals, specs, args.predictions_dir, args.plain_questions, args.max_tokens,
-                                args.max_answer_tokens, args.guided, args.batch_size)
+                                args.max_answer_tokens, guided, args.batch_size)
     except NothingBenchmarked as err:
         print(f"error: {err}; {args.log}, {args.json} and {args.chart} are left as they were", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixture_repos import make_repos
 from tests.training_runs import ROOT
-from tooltrain.eval.benchmark import parse_models
+from tooltrain.eval.benchmark import guided_names, parse_models
 from tooltrain.eval.decoding import greedy_decode, lookup_draft
 from tooltrain.io import write_jsonl
 from tooltrain.eval.scoring import (Case, EvalFileError, case_from_example, check_call, decided, finished_call,
@@ -193,6 +193,15 @@ def test_model_names_and_custom_models():
         parse_models(["phase9"], "models/base")
 
 
+def test_guided_scores_go_to_the_last_model_unless_named():
+    specs = parse_models(["base", "phase6", "phase7"], "models/base")
+    assert guided_names(None, specs) == ("phase7",)  # the model `make ask` loads
+    assert guided_names(["all"], specs) == ("base", "phase6", "phase7")
+    assert guided_names(["phase6"], specs) == ("phase6",)
+    with pytest.raises(ValueError, match="phase9: not among the models"):
+        guided_names(["phase9"], specs)
+
+
 def test_lookup_draft_proposes_what_followed_the_latest_match():
     context = [1, 2, 3, 4, 5, 9, 2, 3, 7, 8]
     assert lookup_draft([0, 2, 3], context, 2) == [7, 8]  # the later "2 3" wins
@@ -337,7 +346,7 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
          "--base-model", str(converted), "--models", "base", f"tiny={float32_base}:{trained}",
          f"ghost={tmp_path / 'no-such-model'}", "--predictions-dir", str(out / "pred"), "--log", str(out / "b.log"),
          "--json", str(out / "b.json"), "--chart", str(out / "b.png"), "--plain-questions", "2",
-         "--max-tokens", "24", "--max-answer-tokens", "4"],
+         "--max-tokens", "24", "--max-answer-tokens", "4", "--guided-models", "tiny"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     log = (out / "b.log").read_text()
@@ -363,13 +372,14 @@ def test_end_to_end_on_the_real_model_and_a_tiny_adapter(converted, float32_base
             assert p["decision"] == read_output(p["raw"]).decision and p["prefix_reused"]
             assert p["batch_size"] == 32 and "gen_time_s" not in p  # batched (the default): no per-case times
         assert summary["latency_sample"] == 3 and 0 < summary["avg_time_to_decision_s"] <= summary["avg_gen_time_s"]
-        # guided beside raw: same cases; a case kept as it was is one the guard lets through unchanged
-        guided = [json.loads(line) for line in (out / "pred" / f"{name}.guided.jsonl").read_text().splitlines()]
-        assert [g["id"] for g in guided] == ["g1", "r1", "d1"]
-        for raw, steered in zip(predictions, guided):
-            assert steered.get("guided_rerun") or steered["raw"] == raw["raw"]
-        assert results["guided"]["mini"][name]["rerun"] == sum(bool(g.get("guided_rerun")) for g in guided)
-        assert results["guided"]["mini"][name]["overhead"]["questions"] == 2
+    assert set(results["guided"]["mini"]) == {"tiny"} and not (out / "pred" / "base.guided.jsonl").exists()
+    # guided beside raw, for the model named: same cases; a case kept as it was is one the guard lets through
+    raw = [json.loads(line) for line in (out / "pred" / "tiny.jsonl").read_text().splitlines()]
+    guided = [json.loads(line) for line in (out / "pred" / "tiny.guided.jsonl").read_text().splitlines()]
+    assert [g["id"] for g in guided] == ["g1", "r1", "d1"]
+    assert all(steered.get("guided_rerun") or steered["raw"] == plain["raw"] for plain, steered in zip(raw, guided))
+    assert results["guided"]["mini"]["tiny"]["rerun"] == sum(bool(g.get("guided_rerun")) for g in guided)
+    assert results["guided"]["mini"]["tiny"]["overhead"]["questions"] == 2
     assert "raw -> guided decoding" in log
     assert "latency, 3 cases taken in turn over the labels decided one at a time; throughput of the raw pass at batch size 32" in log
     tiny = next(m for m in results["models"] if m["name"] == "tiny")

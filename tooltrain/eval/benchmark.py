@@ -14,8 +14,8 @@ error (NothingBenchmarked), so nothing is written over earlier results. Every to
 is run for real by the confined tools. Every rate carries its 95% Wilson interval, and
 each model is compared with the one before it on the same cases by an exact McNemar test.
 
-With `guided`, each model is also scored with guided decoding (tooltrain.eval.guided: a call's path
-can only be a real path of the set's workspace), beside its raw scores, never instead of them.
+The models named in `guided` are also scored with guided decoding (tooltrain.eval.guided: a call's path
+can only be a real path of the set's workspace), beside their raw scores, never instead of them.
 Guidance changes an output only where some greedy token was not allowed, so only those cases
 are decoded again (the others keep their raw output, which guided decoding would reproduce);
 the time guidance adds is measured on the same questions side by side.
@@ -33,6 +33,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Collection
 
 from tqdm import tqdm
 
@@ -86,6 +87,20 @@ def parse_models(names: list[str], base: str, no_map: tuple[str, ...] = ()) -> l
     if unknown := set(no_map) - {spec.name for spec in specs}:
         raise ValueError(f"--no-map {', '.join(sorted(unknown))}: not among the models")
     return [replace(spec, workspace_map=spec.name not in no_map) for spec in specs]
+
+
+def guided_names(names: list[str] | None, specs: list[ModelSpec]) -> tuple[str, ...]:
+    """The models scored guided as well: those named (`all`: every one), by default the last one (Phase 7 in the
+    default order, the model `make ask` loads). Guided re-decoding goes one question at a time: for all five
+    models it was most of the benchmark's time."""
+    known = [spec.name for spec in specs]
+    if names is None:
+        return tuple(known[-1:])
+    if names == ["all"]:
+        return tuple(known)
+    if unknown := set(names) - set(known):
+        raise ValueError(f"--guided-models {', '.join(sorted(unknown))}: not among the models")
+    return tuple(names)
 
 
 def parse_evals(items: list[str], default_roots: list[Path]) -> list[EvalSet]:
@@ -341,10 +356,11 @@ def paired_comparisons(per_model: dict[str, dict[str, tuple[bool, bool]]], order
 
 def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_dir: Path | None,
                   plain_questions: int = 6, max_tokens: int = 96, max_answer_tokens: int = 8,
-                  guided: bool = False, batch_size: int = 1, latency_questions: int = LATENCY_QUESTIONS) -> dict:
-    """Every model over every eval set (and guided, beside raw); returns what the log, JSON and chart show.
-    With `batch_size` > 1 the raw pass is batched, and the times are measured on `latency_questions` cases of
-    each set (as many of each label), one at a time."""
+                  guided: Collection[str] = (), batch_size: int = 1,
+                  latency_questions: int = LATENCY_QUESTIONS) -> dict:
+    """Every model over every eval set (and the models named in `guided` guided too, beside raw); returns what
+    the log, JSON and chart show. With `batch_size` > 1 the raw pass is batched, and the times are measured on
+    `latency_questions` cases of each set (as many of each label), one at a time."""
     import mlx.core as mx
 
 
@@ -362,7 +378,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
     results = {"sets": {name: {"path": str(s.path), "cases": len(cases), "roots": [str(r) for r in s.roots],
                                "workspace_map": maps[name]} for name, (s, cases) in sets.items()},
                "models": [], "results": {name: {} for name in sets}, "problems": problems, "comparisons": {},
-               "guided": {name: {} for name in sets} if guided else {},
+               "guided": {name: {} for name in sets} if guided else {}, "guided_models": list(guided),
                "settings": {"max_tokens": max_tokens, "max_answer_tokens": max_answer_tokens, "decoding": "greedy",
                             "batch_size": batch_size, "latency_questions": latency_questions}}
     paired = {name: {} for name in sets}
@@ -378,7 +394,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             info["error"] = f"{type(err).__name__}: {err}"
             print(f"{spec.name}: could not load: {info['error']}", flush=True)
             continue
-        decider, vocab = None, vocabulary_trie(tokenizer) if guided else None
+        decider, vocab = None, vocabulary_trie(tokenizer) if spec.name in guided else None
         for set_name, (eval_set, cases) in sets.items():
             started = time.perf_counter()
             context = context_messages(maps[set_name] if spec.workspace_map else None)
@@ -401,7 +417,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
             print(f"{spec.name} / {set_name}: accuracy {summary.get('accuracy')}, success {summary.get('success')}, "
                   f"time to decision {summary.get('avg_time_to_decision_s')} s, "
                   f"raw pass {summary['wall_s_per_question']} s/question at batch size {batch_size}", flush=True)
-            if guided:
+            if vocab is not None:
                 guard = PathGuard(tokenizer, folders_under(eval_set.roots), vocab)
                 steered = Decider(model, tokenizer, context, max_tokens, max_answer_tokens, guard=guard)
                 kept = guided_records(steered, cases, records, eval_set.roots)
