@@ -10,8 +10,9 @@ Reads  eval sets in DESIGN.md's eval-case format, each with the repos root(s) it
 Writes benchmark_all_phases.log    the spec's table per eval set, plus macro-F1, success, over/under-call,
                                    grep hit rate, read validity, format adherence, time to decision, tokens/s,
                                    peak memory, confusion matrices, 95% intervals, paired McNemar tests,
-                                   the prompt-cache speedup; beside the raw scores, Phase 7's guided ones (a
-                                   call's path held to the workspace's real paths) and the time guidance adds
+                                   the prompt-cache speedup; beside the raw scores, the last model's (Phase
+                                   7's) guided ones (a call's path held to the workspace's real paths) and
+                                   the time guidance adds
        benchmark_all_phases.json   the same, machine-readable (with each set's workspace map)
        benchmark_all_phases.png    accuracy and times per model
        data/benchmark/predictions/<set>/<model>.jsonl   one prediction per case (<model>.guided.jsonl: guided)
