@@ -69,8 +69,8 @@ def test_ask_one_shot_json_and_interactive_on_the_real_model(float32_base, train
     shot = run_ask(*common, "--json", "-q", "What is a decorator?")
     assert shot.returncode == 0, shot.stderr.decode()[-2000:]
     record = json.loads(shot.stdout)
-    assert set(record) == {"question", "decision", "call", "raw", "result", "timings", "first_raw"}
-    assert record["first_raw"] is None  # only a guided grep that was retried has one
+    assert set(record) == {"question", "decision", "call", "raw", "result", "timings", "first_raw", "resolved_from"}
+    assert record["first_raw"] is record["resolved_from"] is None  # only guided calls that were retried or resolved
     assert record["decision"] in ("grep", "read", "direct", "invalid")
     assert (record["result"] is None) == (record["decision"] == "direct")
     lines = b"Open gadgets/README.md.\n\xff\xfe binary\n" + b"x" * 10_240 + b"\nWhat is a closure?\n"

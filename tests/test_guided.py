@@ -4,8 +4,8 @@ always real, and wherever the greedy path was real already the guided output is 
 import pytest
 
 from tests.fixture_repos import make_repos
-from tooltrain.eval.guided import (END, FREE, KEY_QUOTE, build_trie, folders_under, grep_finds, pattern_tokens, step,
-                              workspace_paths)
+from tooltrain.eval.guided import (END, FREE, KEY_QUOTE, PathGuard, build_trie, folders_under, grep_finds, guided_output,
+                              pattern_tokens, resolve_path, step, workspace_paths)
 
 
 @pytest.fixture
@@ -69,6 +69,49 @@ class Characters:
 
     def decode(self, ids):
         return "".join(map(chr, ids))
+
+    def get_vocab(self):
+        return {chr(i): i for i in range(128)}
+
+
+def test_a_path_that_is_not_real_resolves_to_the_one_real_path_it_names(repos):
+    paths = workspace_paths(folders_under([repos]))
+    read, grep = paths["read"], paths["grep"]
+    assert resolve_path("gadgets/src/gadgets/hinge.py", read) == "gadgets/src/gadgets/hinge.py"
+    assert resolve_path("gadgets/hinge.py", read) == "gadgets/src/gadgets/hinge.py"  # the package path, relative
+    assert resolve_path("gadgets/gadgets/hinge.py", read) == "gadgets/src/gadgets/hinge.py"  # flat for src/
+    assert resolve_path("gadgets/core.py", read) == "gadgets/src/gadgets/core.py"  # bolts has a core.py too
+    assert resolve_path("gadget/src/gadgets/hinge.py", read) == "gadgets/src/gadgets/hinge.py"  # the folder misspelt
+    assert resolve_path("gadgets/README.rst", read) == "gadgets/README.md"  # the extension
+    assert resolve_path("gadgetz", grep) == "gadgets" and resolve_path("gadgetz", read) is None
+    real = read | {"python-dateutil/src/dateutil/tz/tz.py", "python-dateutil/src/dateutil/utils.py",
+                   "python-dateutil/tests/utils.py"}
+    assert resolve_path("dateutil/tz/tz.py", real) == "python-dateutil/src/dateutil/tz/tz.py"  # a package's name
+    for unclear in ("python-dateutil/utils.py",  # two files end with it: no guess
+                    "src/gadgets/hinge.py",  # both repositories have src/
+                    "gadgets/x.py", "zzz/hinge.py", "../gadgets/README.md", "gadgets/../bolts/README.md", ""):
+        assert resolve_path(unclear, real) is None, unclear
+
+
+def test_guided_output_keeps_a_real_call_resolves_a_path_and_else_decodes_again(repos):
+    folders = folders_under([repos])
+    guard = PathGuard(Characters(), folders)
+
+    def first(raw):
+        return {"raw": raw, "ids": [ord(ch) for ch in raw], "gen_time_s": 1.0, "time_to_decision_s": 0.5}
+
+    again = {"raw": "decoded again", "gen_time_s": 2.0, "time_to_decision_s": 0.1}
+    real = first(READ.format("gadgets/src/gadgets/hinge.py"))
+    assert guided_output(real, guard, folders, lambda: again) is real
+    resolved = guided_output(first(READ.format("gadgets/hinge.py")), guard, folders, lambda: again)
+    assert resolved["raw"] == READ.format("gadgets/src/gadgets/hinge.py")
+    assert resolved["resolved_from"] == READ.format("gadgets/hinge.py")
+    lost = guided_output(first(READ.format("gadgets/nowhere.py")), guard, folders, lambda: again)
+    assert lost["raw"] == "decoded again" and (lost["gen_time_s"], lost["time_to_decision_s"]) == (3.0, 0.5)
+    assert guided_output(first(call("class NoSuchThing")), guard, folders, lambda: again)["raw"] == "decoded again"
+
+
+READ = '<tool_call>\n{{"name": "read", "arguments": {{"path": "{}"}}}}\n</tool_call>'
 
 
 def test_the_tokens_of_the_pattern_are_the_ones_a_retry_may_change():

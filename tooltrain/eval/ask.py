@@ -1,7 +1,8 @@
 """`make ask`: a trained model pointed at your own code. One question, one routing decision, one tool
 call run for real inside your folders, and the tool's result (it does not yet read the result and answer
-from it). With guided decoding a call's path can only be one that exists in those folders, and a grep that
-finds nothing there is decoded again (tooltrain.eval.guided.decide_searching).
+from it). With guided decoding a call's path that does not exist is resolved to the one real path it names,
+or else the call is decoded again with its path held to real ones, and a grep that finds nothing is retried
+(tooltrain.eval.guided.guided_output).
 
 The workspace is one or several folders; the model sees their map (tooltrain.workspace) exactly as in
 training and the benchmark, and a call's path must start with one of those folders. Each call runs with
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .. import tools, workspace
 from .decoding import Decider, context_messages
-from .guided import PathGuard, decide_searching
+from .guided import PathGuard, decide_searching, guided_output
 from .scoring import read_output
 
 MAX_QUESTION_CHARS = 4000  # a question longer than this is not a question (and would crowd the context)
@@ -100,10 +101,12 @@ class Answer:
     result: dict | None
     timings: dict
     first_raw: str | None = None  # guided: the model's own grep call, when it found nothing and a retry did
+    resolved_from: str | None = None  # guided: the model's own call, when its path was resolved to a real one
 
     def record(self) -> dict:
         return {"question": self.question, "decision": self.decision, "call": self.call, "raw": self.raw,
-                "result": self.result, "timings": self.timings, "first_raw": self.first_raw}
+                "result": self.result, "timings": self.timings, "first_raw": self.first_raw,
+                "resolved_from": self.resolved_from}
 
     def text(self) -> str:
         if self.decision == "direct":
@@ -112,6 +115,8 @@ class Answer:
             lines = [f"call: {self.raw.strip()}"]
             if self.first_raw:
                 lines.insert(0, f"(the model's own call found nothing: {self.first_raw.strip()}; retried)")
+            if self.resolved_from:
+                lines.insert(0, f"(the model's own path is not real: {self.resolved_from.strip()}; resolved)")
             result = self.result or {}
             if "error" in result:
                 lines.append(f"error: {result['error']}")
@@ -130,24 +135,28 @@ class Answer:
 
 class Assistant:
     """A loaded model and a workspace: `ask(question)` decides, runs the call, returns the Answer. With
-    `guided`, a call's path can only be a real path of the workspace, and a grep that finds nothing is
-    retried (tooltrain.eval.guided)."""
+    `guided`, a call's path is a real path of the workspace (resolved, or decoded again held to real ones),
+    and a grep that finds nothing is retried (tooltrain.eval.guided.guided_output)."""
 
     def __init__(self, model, tokenizer, ws: Workspace, max_tokens: int = 256, guided: bool = False):
-        self.workspace, self.guided = ws, guided
-        guard = PathGuard(tokenizer, ws.folders) if guided else None
-        self.decider = Decider(model, tokenizer, context_messages(ws.map_text()), max_tokens=max_tokens,
-                               max_answer_tokens=None, guard=guard)
+        self.workspace = ws
+        context = context_messages(ws.map_text())
+        self.decider = Decider(model, tokenizer, context, max_tokens=max_tokens, max_answer_tokens=None)
+        self.steered = Decider(model, tokenizer, context, max_tokens=max_tokens, max_answer_tokens=None,
+                               guard=PathGuard(tokenizer, ws.folders)) if guided else None
 
     def ask(self, question: str) -> Answer:
         question = check_question(question)
         started = time.perf_counter()
-        out = decide_searching(self.decider, question, self.workspace.folders) if self.guided \
-            else self.decider.decide(question)
+        out = self.decider.decide(question)
+        if self.steered is not None:
+            folders = self.workspace.folders
+            out = guided_output(out, self.steered.guard, folders, lambda: decide_searching(self.steered, question, folders))
         reading = read_output(out["raw"])
         result = self.workspace.run(reading.tool_call) if reading.decision in ("grep", "read") else None
         if reading.decision == "invalid":
             result = {"error": "the model called no known tool"}
         timings = {"decision_s": round(out["time_to_decision_s"], 3), "generation_s": round(out["gen_time_s"], 3),
                    "total_s": round(time.perf_counter() - started, 3)}
-        return Answer(question, reading.decision, reading.tool_call, out["raw"], result, timings, out.get("first_raw"))
+        return Answer(question, reading.decision, reading.tool_call, out["raw"], result, timings, out.get("first_raw"),
+                      out.get("resolved_from"))

@@ -42,7 +42,7 @@ from ..io import write_jsonl
 from ..model_folders import ADAPTER_FILE, check_folder, has_accelerator, is_local, training_base
 from ..stats import mcnemar
 from .decoding import Decider, context_messages
-from .guided import PathGuard, decide_searching, folders_under, grep_finds, vocabulary_trie
+from .guided import PathGuard, decide_searching, folders_under, guided_output, vocabulary_trie
 from .scoring import Case, EvalFileError, check_call, load_cases, metrics, read_output
 
 
@@ -228,7 +228,7 @@ def case_record(case: Case, out: dict, roots: tuple[Path, ...]) -> dict:
             "ids": out["ids"],
             "expected": case.expected, "valid": valid, "detail": detail, "form": reading.form, **times,
             "tokens": out["tokens"], "passes": out["passes"], "prefix_reused": out["prefix_reused"],
-            **{key: out[key] for key in ("retries", "first_raw", "batch_size") if key in out}}
+            **{key: out[key] for key in ("retries", "first_raw", "batch_size", "resolved_from") if key in out}}
 
 
 def score_cases(decider: Decider, cases: list[Case], roots: tuple[Path, ...], desc: str | None = None,
@@ -256,21 +256,30 @@ def latency(decider: Decider, cases: list[Case], count: int) -> dict:
 
 
 def guided_records(decider: Decider, cases: list[Case], records: list[dict], roots: tuple[Path, ...]) -> list[dict]:
-    """The raw records as guided decoding (`decider.guard`, and a grep that finds nothing retried) would have
-    them: a case whose greedy tokens the guard lets through and whose grep finds something keeps its record;
-    the others are decoded again, guided (marked "guided_rerun")."""
+    """The raw records as guided decoding (`decider.guard`, tooltrain.eval.guided.guided_output) has them: a case
+    whose greedy tokens the guard lets through and whose grep finds something keeps its record; one whose path
+    resolves to a real one gets it ("resolved_from"); the others are decoded again, guided ("guided_rerun")."""
     by_id, folders = {case.id: case for case in cases}, folders_under(roots)
-    return [record if decider.guard.accepts(record["ids"]) and grep_finds(record["raw"], folders) else
-            {**run_case(decider, by_id[record["id"]], roots, folders), "guided_rerun": True} for record in records]
+    kept = []
+    for record in records:
+        case = by_id[record["id"]]
+        out = guided_output(record, decider.guard, folders, lambda: decide_searching(decider, case.question, folders))
+        kept.append(record if out is record else {**case_record(case, out, roots),
+                                                  **({} if "resolved_from" in out else {"guided_rerun": True})})
+    return kept
 
 
-def guided_overhead(raw: Decider, guided: Decider, cases: list[Case], count: int) -> dict:
-    """Seconds per question, raw and guided, on the same tool questions taken in turn (raw, guided, ...)."""
+def guided_overhead(raw: Decider, guided: Decider, cases: list[Case], count: int, folders: dict[str, Path]) -> dict:
+    """Seconds per question, raw and guided (`guided_output`: the raw decode, then a resolved path or a guided
+    decode where needed), on the same tool questions taken in turn (raw, guided, ...)."""
     picked = spread([c for c in cases if c.expected != "direct"], count)
     raw_s = guided_s = 0.0
     for case in picked:
         raw_s += raw.decide(case.question)["gen_time_s"]
-        guided_s += guided.decide(case.question)["gen_time_s"]
+        started = time.perf_counter()
+        guided_output(raw.decide(case.question), guided.guard, folders,
+                      lambda: decide_searching(guided, case.question, folders))
+        guided_s += time.perf_counter() - started
     return {"questions": len(picked), "raw_s": round(raw_s, 3), "guided_s": round(guided_s, 3),
             "ratio": round(guided_s / raw_s, 3) if raw_s else None}
 
@@ -425,11 +434,13 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                     write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
                 results["guided"][set_name][spec.name] = {
                     **summarize(kept, skipped), "rerun": sum(bool(r.get("guided_rerun")) for r in kept),
+                    "resolved": sum("resolved_from" in r for r in kept),
                     "retried": sum(bool(r.get("retries")) for r in kept),
                     "found_by_retry": sum("first_raw" in r for r in kept),
                     "vs_raw": (paired_comparisons({"raw": outcomes(records), "guided": outcomes(kept)},
                                                  ["raw", "guided"]) or [None])[0],
-                    "overhead": guided_overhead(decider, steered, cases, plain_questions or 6)}
+                    "overhead": guided_overhead(decider, steered, cases, plain_questions or 6,
+                                                folders_under(eval_set.roots))}
         if plain_questions and decider is not None:  # on the last set's workspace and questions
             info["plain_vs_cached"] = compare_with_plain(decider, cases, plain_questions)
         info["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 3)

@@ -18,6 +18,8 @@ there and lets the model go on; the first call that finds something is kept, at 
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from pathlib import Path
 
@@ -105,8 +107,8 @@ class PathGuard:
 
     def __init__(self, tokenizer, folders: dict[str, Path], vocab: _VocabNode | None = None):
         self.tokenizer = tokenizer
-        paths = workspace_paths(folders)
-        self.tries = {tool: build_trie(words) for tool, words in paths.items()}
+        self.paths = workspace_paths(folders)
+        self.tries = {tool: build_trie(words) for tool, words in self.paths.items()}
         self.vocab = vocab if vocab is not None else vocabulary_trie(tokenizer)
 
     def state(self, text: str):
@@ -153,6 +155,18 @@ class PathGuard:
                 return False
         return True
 
+    def resolve(self, raw: str) -> str | None:
+        """`raw` with its call's path made the real path it names (`resolve_path`), when the path is not real
+        and names exactly one; else None."""
+        reading = read_output(raw)
+        arguments = (reading.tool_call or {}).get("arguments") or {}
+        path = arguments.get("path")
+        if reading.decision not in self.paths or not isinstance(path, str) or path in self.paths[reading.decision]:
+            return None
+        real = resolve_path(path, self.paths[reading.decision])
+        quoted = json.dumps(path)
+        return None if real is None or quoted not in raw else raw.replace(quoted, json.dumps(real), 1)
+
     def processor(self, prompt_length: int = 0):
         """An mlx-lm logits processor (tokens, logits) -> logits: tokens after `prompt_length` are the
         generated text; disallowed tokens get -inf."""
@@ -170,6 +184,39 @@ class PathGuard:
             return logits + mx.array(mask)
 
         return process
+
+
+def resolve_path(path: str, real: set[str]) -> str | None:
+    """The one real path `path` stands for, or None when none or several fit. Within the repository it names
+    (its folder, the folder holding a package of that name, or the one folder name close to it: `marshallow`),
+    the real path ending with the longest tail of it (`rich/tree.py` -> `rich/rich/tree.py`, `dateutil/tz/tz.py`
+    -> `python-dateutil/src/dateutil/tz/tz.py`), else the file named like it but for the extension in the same
+    folder (`README.md` -> `README.rst`). A tail that fits several paths ends the search: no guessing."""
+    real = {r.rstrip("/") for r in real}
+    parts = [part for part in path.strip().split("/") if part not in ("", ".")]
+    if not parts or ".." in parts:
+        return None
+    repos = sorted({r.split("/")[0] for r in real})
+    folders = {r.rsplit("/", 1)[0] for r in real if "/" in r}
+    if parts[0] in repos:
+        repo, rest = parts[0], parts[1:]
+    elif len(owners := [r for r in repos if f"{r}/{parts[0]}" in folders or f"{r}/src/{parts[0]}" in folders]) == 1:
+        repo, rest = owners[0], parts
+    elif len(close := difflib.get_close_matches(parts[0], repos, n=2, cutoff=0.8)) == 1:
+        repo, rest = close[0], parts[1:]
+    else:
+        return None
+    if not rest:
+        return repo if repo in real else None
+    pool = [r for r in real if r.startswith(repo + "/")]
+    for start in range(len(rest)):
+        tail = "/".join(rest[start:])
+        hits = [r for r in pool if r.endswith("/" + tail)]
+        if hits:
+            return hits[0] if len(hits) == 1 else None
+    folder, stem = "/".join([repo, *rest[:-1]]), rest[-1].split(".")[0]
+    hits = [r for r in pool if r.rsplit("/", 1)[0] == folder and r.rsplit("/", 1)[1].split(".")[0] == stem]
+    return hits[0] if len(hits) == 1 else None
 
 
 def step(state, ch: str):
@@ -223,6 +270,23 @@ def pattern_tokens(tokenizer, ids: list[int]) -> list[int]:
     low, high = match.span(1)
     ends = [len(tokenizer.decode(ids[: i + 1])) for i in range(len(ids))]
     return [i for i, end in enumerate(ends) if end > low and (ends[i - 1] if i else 0) < high]
+
+
+def guided_output(first: dict, guard: PathGuard, folders: dict[str, Path], redecode) -> dict:
+    """What guided decoding answers, given the unguided output `first`: `first` itself when the guard lets
+    every token through and its grep finds something (guided decoding would write the same); else `first`
+    with its path resolved (`PathGuard.resolve`, "resolved_from": the model's own call) when that path's
+    grep finds something; else `redecode()` (decoding again, guided, with retries), its time added to
+    the first decode's."""
+    if guard.accepts(first["ids"]) and grep_finds(first["raw"], folders):
+        return first
+    if (fixed := guard.resolve(first["raw"])) is not None and grep_finds(fixed, folders):
+        return {**first, "raw": fixed, "resolved_from": first["raw"]}
+    out = redecode()
+    if "gen_time_s" in first:
+        out = {**out, "gen_time_s": out["gen_time_s"] + first["gen_time_s"],
+               "time_to_decision_s": first["time_to_decision_s"]}
+    return out
 
 
 def decide_searching(decider, question: str, folders: dict[str, Path], tries: int = RETRIES,

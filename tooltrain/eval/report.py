@@ -133,13 +133,15 @@ def _guided_lines(guided: dict, raw: dict, models: list[dict]) -> list[str]:
         p = versus.get("success", {}).get("p")
         rows.append([name, f"{_rate(r, 'success')} -> {_rate(g, 'success')}", "-" if p is None else "< 0.001" if p < 0.001 else f"{p:.3f}",
                      f"{_pct(r.get('grep_hit_rate'))} -> {_rate(g, 'grep_hit_rate')}",
-                     f"{_pct(r.get('read_valid_rate'))} -> {_rate(g, 'read_valid_rate')}", str(g["rerun"]),
+                     f"{_pct(r.get('read_valid_rate'))} -> {_rate(g, 'read_valid_rate')}", str(g.get("resolved", 0)),
+                     str(g["rerun"]),
                      f"{g.get('found_by_retry', 0)}/{g.get('retried', 0)}",
                      "-" if not cost.get("ratio") else f"{cost['ratio']:.2f}x ({cost['questions']} q)"])
-    return ["", "raw -> guided decoding (a call's path held to the workspace's real paths, a grep that finds "
-                f"nothing retried up to {RETRIES} times at its least certain tokens; only cases where guidance "
-                "changes a token or a grep finds nothing are decoded again):",
-            *_table(["Model", "Success", "p (McNemar)", "Grep hit", "Read valid", "Re-decoded", "Retry found",
+    return ["", "raw -> guided decoding (a path that is not real resolved to the one real path it names, else the "
+                f"call decoded again with its path held to real ones and a grep that finds nothing retried up to {RETRIES} "
+                "times at its least certain tokens; cases whose path is real and whose grep finds something keep "
+                "their raw call):",
+            *_table(["Model", "Success", "p (McNemar)", "Grep hit", "Read valid", "Resolved", "Re-decoded", "Retry found",
                      "Time guided/raw"],
                     rows)]
 
