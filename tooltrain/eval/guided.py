@@ -11,6 +11,10 @@ Guidance only removes tokens that cannot end in a real path, so wherever the gre
 already real the guided output is the greedy output, token for token (a test checks it). `processor`
 has mlx-lm's logits-processor signature, so the same guard works with `mlx_lm.generate`.
 
+Where the model's own path is not real, it is first resolved if it names exactly one real path
+(`resolve_path`: `rich/tree.py` -> `rich/rich/tree.py`); only if it does not is the call decoded again
+under the guard. `guided_output` is that whole flow, the same in the benchmark and in `make ask`.
+
 A grep call whose pattern finds nothing (or does not compile) can be decoded again (`decide_searching`):
 each retry keeps the model's tokens up to the least certain token of the pattern, puts the runner-up
 there and lets the model go on; the first call that finds something is kept, at most RETRIES times.
