@@ -212,11 +212,9 @@ def repo_root(case: Case, roots: tuple[Path, ...]) -> Path | None:
     return next((Path(r) for r in roots if (Path(r) / case.repo).is_dir()), None)
 
 
-def run_case(decider: Decider, case: Case, roots: tuple[Path, ...], search_in: dict[str, Path] | None = None) -> dict:
-    """One case decided and checked; with `search_in` (the workspace folders), a grep that finds nothing there
-    is decoded again (tooltrain.eval.guided.decide_searching)."""
-    out = decider.decide(case.question) if search_in is None else decide_searching(decider, case.question, search_in)
-    return case_record(case, out, roots)
+def run_case(decider: Decider, case: Case, roots: tuple[Path, ...]) -> dict:
+    """One case decided and checked."""
+    return case_record(case, decider.decide(case.question), roots)
 
 
 def case_record(case: Case, out: dict, roots: tuple[Path, ...]) -> dict:
