@@ -16,9 +16,10 @@ each model is compared with the one before it on the same cases by an exact McNe
 
 The models named in `guided` are also scored with guided decoding (tooltrain.eval.guided: a call's path
 can only be a real path of the set's workspace), beside their raw scores, never instead of them.
-Guidance changes an output only where some greedy token was not allowed, so only those cases
-are decoded again (the others keep their raw output, which guided decoding would reproduce);
-the time guidance adds is measured on the same questions side by side.
+Guidance changes an output only where some greedy token was not allowed, so only those cases are
+resolved to the one real path they name or else decoded again (the others keep their raw output,
+which guided decoding would reproduce); the time guidance adds is measured on the same questions
+side by side.
 
 With `batch_size` > 1 the raw pass goes through the model that many questions at a time
 (`Decider.decide_batch`: the same greedy tokens). Its wall time per question is throughput, not
@@ -253,11 +254,13 @@ def latency(decider: Decider, cases: list[Case], count: int) -> dict:
     return {"questions": len(outs), **latency_of(outs)} if outs else {}
 
 
-def guided_records(decider: Decider, cases: list[Case], records: list[dict], roots: tuple[Path, ...]) -> list[dict]:
+def guided_records(decider: Decider, cases: list[Case], records: list[dict], roots: tuple[Path, ...],
+                   folders: dict[str, Path]) -> list[dict]:
     """The raw records as guided decoding (`decider.guard`, tooltrain.eval.guided.guided_output) has them: a case
     whose greedy tokens the guard lets through and whose grep finds something keeps its record; one whose path
-    resolves to a real one gets it ("resolved_from"); the others are decoded again, guided ("guided_rerun")."""
-    by_id, folders = {case.id: case for case in cases}, folders_under(roots)
+    resolves to a real one gets it ("resolved_from"); the others are decoded again, guided ("guided_rerun").
+    `folders`: the workspace folders under `roots` (folders_under)."""
+    by_id = {case.id: case for case in cases}
     kept = []
     for record in records:
         case = by_id[record["id"]]
@@ -425,9 +428,10 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                   f"time to decision {summary.get('avg_time_to_decision_s')} s, "
                   f"raw pass {summary['wall_s_per_question']} s/question at batch size {batch_size}", flush=True)
             if vocab is not None:
-                guard = PathGuard(tokenizer, folders_under(eval_set.roots), vocab)
+                folders = folders_under(eval_set.roots)
+                guard = PathGuard(tokenizer, folders, vocab)
                 steered = Decider(model, tokenizer, context, max_tokens, max_answer_tokens, guard=guard)
-                kept = guided_records(steered, cases, records, eval_set.roots)
+                kept = guided_records(steered, cases, records, eval_set.roots, folders)
                 if folder is not None and kept:
                     write_jsonl(folder / f"{spec.name}.guided.jsonl", kept)
                 results["guided"][set_name][spec.name] = {
@@ -437,8 +441,7 @@ def run_benchmark(eval_sets: list[EvalSet], specs: list[ModelSpec], predictions_
                     "found_by_retry": sum("first_raw" in r for r in kept),
                     "vs_raw": (paired_comparisons({"raw": outcomes(records), "guided": outcomes(kept)},
                                                  ["raw", "guided"]) or [None])[0],
-                    "overhead": guided_overhead(decider, steered, cases, plain_questions or 6,
-                                                folders_under(eval_set.roots))}
+                    "overhead": guided_overhead(decider, steered, cases, plain_questions or 6, folders)}
         if plain_questions and decider is not None:  # on the last set's workspace and questions
             info["plain_vs_cached"] = compare_with_plain(decider, cases, plain_questions)
         info["peak_memory_gb"] = round(mx.get_peak_memory() / 1e9, 3)
