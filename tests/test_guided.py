@@ -18,6 +18,8 @@ def test_workspace_paths_are_the_files_the_tools_read_and_folders_for_grep(repos
     (repos / "gadgets" / ".git").mkdir()
     (repos / "gadgets" / ".git" / "config").write_text("[core]\n")
     (repos / "gadgets" / "logo.png").write_bytes(b"\x89PNG")
+    (repos / "gadgets" / "CHANGELOG").write_text("1.0: first\n")
+    (repos / "gadgets" / "blob").write_bytes(b"\xff\xfe not UTF-8")
     (tmp_path / "secret.txt").write_text("password\n")
     (repos / "gadgets" / "escape.txt").symlink_to(tmp_path / "secret.txt")
     folders = folders_under([repos])
@@ -26,7 +28,10 @@ def test_workspace_paths_are_the_files_the_tools_read_and_folders_for_grep(repos
     assert {"gadgets/README.md", "gadgets/src/gadgets/hinge.py", "bolts/src/bolts/nut.py"} <= paths["read"]
     assert not {p for p in paths["read"] if ".git" in p or p.endswith((".png", "escape.txt"))}
     assert {"gadgets", "gadgets/", "gadgets/src/gadgets", "bolts/src/"} <= paths["grep"] - paths["read"]
-    assert paths["read"] <= paths["grep"]
+    # read opens a top-level text file with no suffix; grep does not search it, and nothing opens a binary one
+    assert "gadgets/CHANGELOG" in paths["read"] and "gadgets/CHANGELOG" not in paths["grep"]
+    assert "gadgets/blob" not in paths["read"]
+    assert paths["read"] - {"gadgets/CHANGELOG"} <= paths["grep"]
 
 
 def walk(text: str, trie: dict):
@@ -83,6 +88,7 @@ def test_a_path_that_is_not_real_resolves_to_the_one_real_path_it_names(repos):
     assert resolve_path("gadgets/core.py", read) == "gadgets/src/gadgets/core.py"  # bolts has a core.py too
     assert resolve_path("gadget/src/gadgets/hinge.py", read) == "gadgets/src/gadgets/hinge.py"  # the folder misspelt
     assert resolve_path("gadgets/README.rst", read) == "gadgets/README.md"  # the extension
+    assert resolve_path("gadgets/src/bolts/nut.py", read) == "bolts/src/bolts/nut.py"  # only bolts has src/bolts/nut.py
     assert resolve_path("gadgetz", grep) == "gadgets" and resolve_path("gadgetz", read) is None
     real = read | {"python-dateutil/src/dateutil/tz/tz.py", "python-dateutil/src/dateutil/utils.py",
                    "python-dateutil/tests/utils.py"}

@@ -49,15 +49,31 @@ def folders_under(roots) -> dict[str, Path]:
 
 def workspace_paths(folders: dict[str, Path]) -> dict[str, set[str]]:
     """{"read": text files, "grep": text files and the folders holding them} of each workspace folder, as
-    paths starting with the folder's name: the files the tools read (tools.text_files)."""
-    files, folders_seen = set(), set()
+    paths starting with the folder's name: the files the tools read (tools.text_files). `read` also opens the
+    top-level text files that have no suffix (CHANGELOG, NEWS, TODO; the map shows some), which grep skips."""
+    files, folders_seen, bare = set(), set(), set()
     for name, top in folders.items():
+        bare.update(f"{name}/{file}" for file in bare_text_files(top))
         for path in tools.text_files(top, top):
             relative = Path(name, path.relative_to(top))
             files.add(relative.as_posix())
             for parent in relative.parents[:-1]:  # the last parent is "."
                 folders_seen.update((parent.as_posix(), parent.as_posix() + "/"))
-    return {"read": set(filter(_plain, files)), "grep": set(filter(_plain, files | folders_seen))}
+    return {"read": set(filter(_plain, files | bare)), "grep": set(filter(_plain, files | folders_seen))}
+
+
+def bare_text_files(top: Path) -> list[str]:
+    """The names of the files directly in `top` with no suffix (not hidden, not links) that `tools.read` opens."""
+    names = []
+    for entry in sorted(top.iterdir()) if top.is_dir() else []:
+        if entry.suffix or entry.name.startswith(".") or entry.is_symlink() or not entry.is_file():
+            continue
+        try:
+            tools.read(top, entry.name)
+        except tools.ToolError:
+            continue
+        names.append(entry.name)
+    return names
 
 
 def _plain(path: str) -> bool:
@@ -194,8 +210,10 @@ def resolve_path(path: str, real: set[str]) -> str | None:
     """The one real path `path` stands for, or None when none or several fit. Within the repository it names
     (its folder, the folder holding a package of that name, or the one folder name close to it: `marshallow`),
     the real path ending with the longest tail of it (`rich/tree.py` -> `rich/rich/tree.py`, `dateutil/tz/tz.py`
-    -> `python-dateutil/src/dateutil/tz/tz.py`), else the file named like it but for the extension in the same
-    folder (`README.md` -> `README.rst`). A tail that fits several paths ends the search: no guessing."""
+    -> `python-dateutil/src/dateutil/tz/tz.py`), or when only another repository has a path ending with a tail of
+    a folder and a file, that one (`jinja2/src/requests/utils.py` -> `requests/src/requests/utils.py`); else the
+    file named like it but for the extension in the same folder (`README.md` -> `README.rst`). A tail that fits
+    several paths ends the search: no guessing."""
     real = {r.rstrip("/") for r in real}
     parts = [part for part in path.strip().split("/") if part not in ("", ".")]
     if not parts or ".." in parts:
@@ -216,6 +234,8 @@ def resolve_path(path: str, real: set[str]) -> str | None:
     for start in range(len(rest)):
         tail = "/".join(rest[start:])
         hits = [r for r in pool if r.endswith("/" + tail)]
+        if not hits and len(rest) - start > 1:  # a folder and a file that only another repository has
+            hits = [r for r in real if r.endswith("/" + tail)]
         if hits:
             return hits[0] if len(hits) == 1 else None
     folder, stem = "/".join([repo, *rest[:-1]]), rest[-1].split(".")[0]
