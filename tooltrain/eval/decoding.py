@@ -164,10 +164,15 @@ def context_messages(workspace_map: str | None) -> list[dict]:
     return context
 
 
-# Tool calls as the chat template writes them: where drafts for the call's scaffold come from.
+# Tool calls as the chat template writes them: where drafts for the call's scaffold come from. Most grep
+# patterns end with a word boundary (`def x\b`, written `\\b` in JSON), so the shape's does too and what
+# follows it (`", "path": "`) is drafted whole.
 CALL_SHAPES = "".join(
     f'<tool_call>\n{{"name": "{name}", "arguments": {{{args}}}}}\n</tool_call>'
-    for name, args in (("grep", '"pattern": "x", "path": "y"'), ("read", '"path": "y"')))
+    for name, args in (("grep", '"pattern": "def x\\\\b", "path": "y"'), ("read", '"path": "y"')))
+# Tokens a draft may propose: the longest scaffold runs (`tool_call>\n{"name": "grep", "arguments": ...`)
+# pass 8. Against 8 tokens and the old shape, 0.86x the time per tool call (README, "Drafts").
+DRAFT_SIZE = 12
 
 
 class Progress:
@@ -198,7 +203,7 @@ class Decider:
     (tooltrain.eval.guided.PathGuard) a call's path can only be a real path of the workspace."""
 
     def __init__(self, model, tokenizer, context: list[dict], max_tokens: int = 96,
-                 max_answer_tokens: int | None = 8, draft_size: int = 8, guard=None):
+                 max_answer_tokens: int | None = 8, draft_size: int = DRAFT_SIZE, guard=None):
         import mlx.core as mx
         from mlx_lm.models.cache import make_prompt_cache
 
