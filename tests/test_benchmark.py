@@ -231,11 +231,11 @@ def test_drafts_change_the_passes_never_the_tokens_and_the_run_ends_where_done_s
     assert len(plain) == passes == 20
     right = lambda t: plain[len(t):len(t) + 8]  # noqa: E731
     wrong = lambda t: [(x + 1) % 64 for x in right(t)]  # noqa: E731
-    assert run(right) == (plain, 4)  # 1 + 9 + 9 + 1 tokens
+    assert run(right) == (plain, 3)  # 9 + 9 + 2 tokens: the prompt's own pass checks the first draft
     assert run(wrong) == (plain, 20)
-    assert run(right, done=lambda t: len(t) >= 5) == (plain[:5], 2)
+    assert run(right, done=lambda t: len(t) >= 5) == (plain[:5], 1)
     at = plain.index(plain[-1])  # the first time the last token comes (6, as this seed's output goes)
-    assert at > 1 and run(right, stop={plain[-1]}) == (plain[:at], 1 + (at + 8) // 9)
+    assert at > 1 and run(right, stop={plain[-1]}) == (plain[:at], (at + 9) // 9)
 
 
 @pytest.mark.slow

@@ -41,7 +41,8 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
                   guide: Callable[[list[int]], list[int] | None] | None = None,
                   runners_up: list | None = None) -> tuple[list[int], int]:
     """Greedy tokens after `prompt` (the cache holds what precedes it), until a stop token, `done(tokens)`
-    or `max_tokens`; returns (tokens, forward passes). `propose(tokens)` gives the draft to check next;
+    or `max_tokens`; returns (tokens, forward passes). `propose(tokens)` gives the draft to check next (the
+    first, `propose([])`, is checked in the prompt's own pass);
     `guide(tokens)`, when given, the token ids allowed next (None: all), the greedy pick is the best of them.
     `runners_up`, when given, receives for each token the one that came second, and by how much (logits)."""
     import mlx.core as mx
@@ -57,15 +58,15 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
             runners_up.append(_runner_up(row, choice, allowed))
         return choice
 
-    logits = model(mx.array(prompt)[None], cache=cache)
-    tokens, passes = [pick(logits[0, -1], [], mx.argmax(logits[0, -1]).item())], 1
-    while tokens[-1] not in stop_tokens and len(tokens) < max_tokens and not done(tokens):
-        draft = propose(tokens)[: max_tokens - len(tokens) - 1]
-        logits = model(mx.array([tokens[-1], *draft])[None], cache=cache)
-        predicted = mx.argmax(logits[0], axis=-1).tolist()
+    tokens: list[int] = []
+    inputs, draft, passes = list(prompt), propose([])[: max_tokens - 1], 0  # the prompt's pass checks a draft too
+    while True:
+        logits = model(mx.array(inputs + draft)[None], cache=cache)
+        rows = logits[0, len(inputs) - 1:]  # row k: the token after draft[:k]
+        predicted = mx.argmax(rows, axis=-1).tolist()
         kept = 0
         while True:
-            choice = pick(logits[0, kept], tokens + draft[:kept], predicted[kept])
+            choice = pick(rows[kept], tokens + draft[:kept], predicted[kept])
             if kept == len(draft) or choice != draft[kept] or draft[kept] in stop_tokens:
                 break
             kept += 1
@@ -76,7 +77,9 @@ def greedy_decode(model, cache, prompt: list[int], propose: Callable[[list[int]]
             tokens.append(token)
             if done(tokens):
                 break
-    return _cut(tokens, stop_tokens, max_tokens), passes
+        if tokens[-1] in stop_tokens or len(tokens) >= max_tokens or done(tokens):
+            return _cut(tokens, stop_tokens, max_tokens), passes
+        inputs, draft = [tokens[-1]], propose(tokens)[: max_tokens - len(tokens) - 1]
 
 
 def batch_greedy_decode(model, prefix_cache, prompts: list[list[int]], dones: list[Callable[[list[int]], bool]],
@@ -213,6 +216,7 @@ class Decider:
         self.guard = guard
         self.prefix = tokenizer.apply_chat_template(context, tools=TOOLS)
         self.shapes = tokenizer.encode(CALL_SHAPES, add_special_tokens=False)
+        self.opening = tokenizer.encode(CALL_SHAPES[: CALL_SHAPES.index('"name": "') + 9], add_special_tokens=False)
         self.stop_tokens = set(tokenizer.eos_token_ids)
         self.cache = make_prompt_cache(model)
         model(mx.array(self.prefix)[None], cache=self.cache)
@@ -240,6 +244,8 @@ class Decider:
 
         def propose(generated: list[int]) -> list[int]:  # drafts only pay inside a tool call, not in prose
             history = forced + generated
+            if not history:  # checked with the question's own tokens: a call's opening
+                return self.opening[: self.draft_size]
             return [] if progress.direct else lookup_draft(history, context + generated, self.draft_size)
 
         guide = None if self.guard is None else \
