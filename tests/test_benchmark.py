@@ -264,6 +264,39 @@ def test_drafted_decoding_gives_the_plain_greedy_tokens(float32_base):
         assert drafted == plain and passes < len(plain)  # fewer passes: some drafts were kept
 
 
+def test_fast_blocks_compute_mlx_lms_logits(float32_base):
+    """The Decider's forward (exponentials as powers of two) against mlx-lm's on the real model: a prompt into a
+    KV cache, a one-token step after it, and two rows of different lengths batched after a cached prefix (left
+    padding, array masks). The same logits to float32 rounding, the same greedy tokens."""
+    import mlx.core as mx
+    from mlx_lm import load
+    from mlx_lm.models.cache import make_prompt_cache
+
+    from tooltrain.eval.decoding import _prefill_rows
+    from tooltrain.model import fast_blocks
+
+    model, tokenizer = load(str(float32_base))
+    fast = fast_blocks.forward(model)
+    assert fast is not model
+
+    def same(want, got):
+        assert mx.abs(got - want).max().item() < 1e-4 * mx.abs(want).max().item()
+        assert mx.argmax(got[:, -1], axis=-1).tolist() == mx.argmax(want[:, -1], axis=-1).tolist()
+
+    caches = make_prompt_cache(model), make_prompt_cache(model)
+    for step in (tokenizer.encode("Where is the Flask class defined? It is in"), [42]):
+        same(model(mx.array(step)[None], cache=caches[0]), fast(mx.array(step)[None], cache=caches[1]))
+    rows = [tokenizer.encode(" Where is the Flask class defined?"), tokenizer.encode(" Hi")]
+    batched = []
+    for forward in (model, fast):
+        prefix = make_prompt_cache(model)
+        forward(mx.array(tokenizer.encode("You are a helpful assistant."))[None], cache=prefix)
+        cache, first = _prefill_rows(forward, prefix, rows)
+        batched.append((forward(mx.array([[token] for token in first]), cache=cache), first))
+    assert batched[0][1] == batched[1][1]
+    same(batched[0][0], batched[1][0])
+
+
 @pytest.mark.slow
 def test_the_benchmark_decision_path_gives_plain_generate_output(float32_base, trained, root):
     """The benchmark's path (shared prefix cached once and trimmed back after each question, drafts, early

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterator
 
+from ..model import fast_blocks
 from ..tools import SYSTEM_PROMPT, TOOLS
 from .scoring import decided, finished_call
 
@@ -214,6 +215,9 @@ class Decider:
 
 
         self.model, self.tokenizer, self.context = model, tokenizer, context
+        # The batched raw pass computes the model with exponentials as powers of two: 0.92x its time, the same
+        # tokens; one question at a time (few exponentials a pass) it gains nothing, and runs as mlx-lm's.
+        self.batch_forward = fast_blocks.forward(model)
         self.max_tokens, self.max_answer_tokens, self.draft_size = max_tokens, max_answer_tokens, draft_size
         self.guard = guard
         self.prefix = tokenizer.apply_chat_template(context, tools=TOOLS)
@@ -283,7 +287,7 @@ class Decider:
             yield i, self.decide(questions[i])
         tails = [prompts[i][len(self.prefix):] for i in batched]
         dones = [Progress(self.tokenizer, self.max_answer_tokens).done for _ in batched]
-        for k, ids, passes in batch_greedy_decode(self.model, self.cache, tails, dones, self.max_tokens,
+        for k, ids, passes in batch_greedy_decode(self.batch_forward, self.cache, tails, dones, self.max_tokens,
                                                   self.stop_tokens, batch_size):
             yield batched[k], {"raw": self.tokenizer.decode(ids), "ids": ids, "tokens": len(ids), "passes": passes,
                                "prefix_reused": True, "batch_size": batch_size}

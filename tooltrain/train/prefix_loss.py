@@ -15,11 +15,10 @@ and the same gradients with less work:
    computed only in a window over each row's answer: `answer_window` positions from
    the row's first loss position, gathered per row (a fixed width, so the compiled
    step keeps static shapes). The prompt's positions before it carry no loss.
-4. for Llama-shaped blocks (llama, qwen2) the loss runs each block itself (`block`),
-   with every exponential (attention's softmax, SiLU, the cross-entropy's log-sum-exp)
-   taken as a power of two: MLX's CPU build for Linux has no vector `exp` (~15 ns an
-   element, `2 ** x` ~6 ns), and these exponentials are a fifth of a step here. The
-   values agree with mlx-lm's to float32 rounding (tests/test_train.py).
+4. for Llama-shaped blocks (llama, qwen2) the loss runs each block itself, every
+   exponential (attention's softmax, SiLU, the cross-entropy's log-sum-exp) taken as a
+   power of two (tooltrain.model.fast_blocks): 0.83x the time of a step here, the same
+   loss and gradients to float32 rounding (tests/test_train.py).
 
 It must be built once the LoRA layers are in place: they decide which blocks are
 frozen (`tooltrain.train.run.train_lora` builds it right after adding them).
@@ -27,12 +26,11 @@ frozen (`tooltrain.train.run.train_lora` builds it right after adding them).
 
 from __future__ import annotations
 
+from ..model import fast_blocks
+
 # Architectures whose forward is embed -> blocks(x, mask, cache) -> norm -> tied embedding or lm_head.
 PLAIN_MODELS = {"llama", "qwen2", "qwen3"}
-# Those whose blocks are exactly mlx-lm's Llama block (qwen3 adds query and key norms: run as its own).
-LLAMA_BLOCKS = {"llama", "qwen2"}
 MIN_PREFIX = 16  # below this the bookkeeping is not worth it
-LOG2E = 1.4426950408889634  # e ** x == 2 ** (x * LOG2E)
 
 
 class PrefixKV:
@@ -58,58 +56,6 @@ class PrefixKV:
         batch = keys.shape[0]
         return tuple(mx.concatenate([mx.broadcast_to(shared, (batch, *shared.shape[1:])), own], axis=2)
                      for shared, own in ((self.keys, keys), (self.values, values)))
-
-
-def exp(x):
-    """e ** x as a power of two (faster than `mx.exp` on MLX's CPU build, same value to rounding)."""
-    import mlx.core as mx
-
-    return mx.power(2.0, x * LOG2E)
-
-
-def causal_attention(queries, keys, values, scale: float):
-    """mlx-lm's causal scaled dot-product attention (grouped heads; the keys may start with earlier
-    positions, as the prefix's do), its softmax's exponential taken by `exp`."""
-    import mlx.core as mx
-
-    batch, heads, length, dim = queries.shape
-    kv_heads, span = keys.shape[1], keys.shape[2]
-    grouped = (batch, kv_heads, heads // kv_heads * length)  # the query heads that share a key head, stacked
-    scores = ((queries * scale).reshape(*grouped, dim) @ keys.swapaxes(-1, -2)).reshape(batch, heads, length, span)
-    visible = mx.arange(span)[None] <= (mx.arange(length) + (span - length))[:, None]
-    scores = mx.where(visible, scores, -mx.inf)
-    weights = exp(scores - mx.stop_gradient(scores.max(axis=-1, keepdims=True)))
-    weights = weights / weights.sum(axis=-1, keepdims=True)
-    return (weights.reshape(*grouped, span) @ values).reshape(batch, heads, length, dim)
-
-
-def block(layer, x, cache):
-    """One of mlx-lm's Llama blocks (`layer(x, "causal", cache)`), computed with `exp`."""
-    import mlx.core as mx
-
-    attn, mlp = layer.self_attn, layer.mlp
-    batch, length, _ = x.shape
-    h = layer.input_layernorm(x)
-    q, k, v = (proj(h).reshape(batch, length, heads, -1).transpose(0, 2, 1, 3)
-               for proj, heads in ((attn.q_proj, attn.n_heads), (attn.k_proj, attn.n_kv_heads),
-                                   (attn.v_proj, attn.n_kv_heads)))
-    q, k = attn.rope(q, offset=cache.offset), attn.rope(k, offset=cache.offset)
-    k, v = cache.update_and_fetch(k, v)
-    out = causal_attention(q, k, v, attn.scale).transpose(0, 2, 1, 3).reshape(batch, length, -1)
-    x = x + attn.o_proj(out)
-    h = layer.post_attention_layernorm(x)
-    gate = mlp.gate_proj(h)
-    silu = gate / (1 + exp(mx.minimum(-gate, 87.0)))  # capped: 2 ** 126 stays finite, so does its gradient
-    return x + mlp.down_proj(silu * mlp.up_proj(h))
-
-
-def cross_entropy(logits, targets):
-    """`mlx.nn.losses.cross_entropy(logits, targets)`, its log-sum-exp taken with `exp`."""
-    import mlx.core as mx
-
-    top = mx.stop_gradient(logits.max(axis=-1, keepdims=True))
-    log_total = top.squeeze(-1) + mx.log(exp(logits - top).sum(axis=-1))
-    return log_total - mx.take_along_axis(logits, targets[..., None], axis=-1).squeeze(-1)
 
 
 def shared_prefix(datasets, limit: int | None = None) -> list[int]:
@@ -174,8 +120,12 @@ def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None)
         return default_loss
     p = len(prefix)
     frozen = frozen_block_count(model)
-    run = block if model.model_type in LLAMA_BLOCKS else (lambda layer, x, cache: layer(x, "causal", cache=cache))
-    entropy = cross_entropy if model.model_type in LLAMA_BLOCKS else nn.losses.cross_entropy
+    fast = fast_blocks.fits(model)
+
+    def run(layer, x, cache):
+        return fast_blocks.block(layer, x, "causal", cache) if fast else layer(x, "causal", cache=cache)
+
+    entropy = fast_blocks.cross_entropy if fast else nn.losses.cross_entropy
     hidden = model.model.embed_tokens(mx.array(prefix)[None])
     frozen_kv = []
     for layer in model.model.layers[:frozen]:
@@ -204,8 +154,7 @@ def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None)
             steps = index + p + 1
         else:
             steps = mx.arange(p + 1, batch.shape[1])[None]  # mlx-lm's 1-based step numbers of these positions
-        h = inner.norm(h)
-        logits = model.lm_head(h) if hasattr(model, "lm_head") else inner.embed_tokens.as_linear(h)
+        logits = fast_blocks.logits(model, inner.norm(h))
         mask = mx.logical_and(steps >= lengths[:, 0:1], steps <= lengths[:, 1:])
         ce = entropy(logits, targets) * mask
         ntoks = mask.sum()
