@@ -265,7 +265,7 @@ def test_drafted_decoding_gives_the_plain_greedy_tokens(float32_base):
 
 
 def test_fast_blocks_compute_mlx_lms_logits(float32_base):
-    """The Decider's forward (exponentials as powers of two) against mlx-lm's on the real model: a prompt into a
+    """The Decider's batched forward (exponentials as powers of two) against mlx-lm's on the real model: a prompt into a
     KV cache, a one-token step after it, and two rows of different lengths batched after a cached prefix (left
     padding, array masks). The same logits to float32 rounding, the same greedy tokens."""
     import mlx.core as mx

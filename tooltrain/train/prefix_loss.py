@@ -160,5 +160,5 @@ def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None)
         ntoks = mask.sum()
         return ce.astype(mx.float32).sum() / ntoks, ntoks
 
-    loss.prefix_length, loss.frozen_blocks, loss.window = p, frozen, window
+    loss.prefix_length, loss.frozen_blocks, loss.window, loss.powers_of_two = p, frozen, window, fast
     return loss

@@ -108,7 +108,9 @@ def run_training(args: types.SimpleNamespace, environment: dict, task_scorer) ->
     environment = {**environment, "ranks": world.size(), "resumed_from_iteration": done,
                    "loss": (f"mlx-lm's masked loss, the {loss.prefix_length}-token prefix all rows share computed once "
                             f"per batch, and once per run in the {loss.frozen_blocks} frozen blocks, logits only in a "
-                            f"{loss.window}-token window over each answer (same value, less work)"
+                            f"{loss.window}-token window over each answer"
+                            + (", every exponential as a power of two" if loss.powers_of_two else "")
+                            + " (same value, less work)"
                             if hasattr(loss, "prefix_length") else "mlx-lm's default_loss"),
                    "mean_row_tokens": round(sum(row_tokens) / len(row_tokens), 1)}
     log = read_log(work)
