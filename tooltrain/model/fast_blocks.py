@@ -16,10 +16,11 @@ LLAMA_BLOCKS = {"llama", "qwen2"}
 LOG2E = 1.4426950408889634  # e ** x == 2 ** (x * LOG2E)
 
 
-def fits(model) -> bool:
-    """Whether `block` computes this model's blocks (Llama-shaped, no sliding windows)."""
+def fits(model, model_types: set[str] = LLAMA_BLOCKS) -> bool:
+    """Whether the model is one of `model_types` with its blocks in `model.model.layers` and no sliding windows
+    (by default: whether `block` computes its blocks)."""
     inner = getattr(model, "model", None)
-    return (getattr(model, "model_type", None) in LLAMA_BLOCKS and inner is not None
+    return (getattr(model, "model_type", None) in model_types and inner is not None
             and not any(getattr(layer, "use_sliding", False) for layer in inner.layers))
 
 

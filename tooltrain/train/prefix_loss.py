@@ -102,12 +102,6 @@ def frozen_block_count(model) -> int:
     return count
 
 
-def supports(model) -> bool:
-    inner = getattr(model, "model", None)
-    return (getattr(model, "model_type", None) in PLAIN_MODELS and inner is not None
-            and not any(getattr(layer, "use_sliding", False) for layer in inner.layers))
-
-
 def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None):
     """A drop-in for mlx-lm's `default_loss(model, batch, lengths)` for batches whose rows all start
     with `prefix`; mlx-lm's own loss when the model's architecture or the prefix does not fit.
@@ -116,7 +110,7 @@ def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None)
     import mlx.nn as nn
     from mlx_lm.tuner.trainer import default_loss
 
-    if len(prefix) < MIN_PREFIX or not supports(model):
+    if len(prefix) < MIN_PREFIX or not fast_blocks.fits(model, PLAIN_MODELS):
         return default_loss
     p = len(prefix)
     frozen = frozen_block_count(model)
