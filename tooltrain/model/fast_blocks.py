@@ -5,6 +5,7 @@ MLX's CPU build for Linux (the PyPI wheel) has no vector `exp`: an element costs
 softmax, SiLU and a log-sum-exp are exponentials, and they are a large share of this
 small model's time on a CPU. `block` computes one of mlx-lm's Llama blocks (llama, qwen2)
 with `e ** x = 2 ** (x * log2(e))`: the same values to float32 rounding, not the same bits.
+Only on the CPU (`pays`): on a GPU (Apple silicon) mlx-lm's own blocks run, as before.
 Used by the training loss (tooltrain.train.prefix_loss, 0.83x the time of a step) and the
 benchmark's batched raw pass (`forward`, 0.92x); other architectures run as mlx-lm computes them.
 """
@@ -22,6 +23,14 @@ def fits(model, model_types: set[str] = LLAMA_BLOCKS) -> bool:
     inner = getattr(model, "model", None)
     return (getattr(model, "model_type", None) in model_types and inner is not None
             and not any(getattr(layer, "use_sliding", False) for layer in inner.layers))
+
+
+def pays(model) -> bool:
+    """Whether to run this model's blocks with `block`: they fit and MLX computes on the CPU. A GPU has a fast
+    `exp` and runs mlx-lm's attention as one fused kernel; `block` was not measured there, so it is not used."""
+    import mlx.core as mx
+
+    return fits(model) and mx.default_device().type == mx.DeviceType.cpu
 
 
 def exp(x):
@@ -86,10 +95,10 @@ def cross_entropy(scores, targets):
 
 
 def forward(model):
-    """`model(inputs, cache=...)` computed with `block` where it fits, else the model itself."""
+    """`model(inputs, cache=...)` computed with `block` where that pays, else the model itself."""
     from mlx_lm.models.base import create_attention_mask
 
-    if not fits(model):
+    if not pays(model):
         return model
     inner = model.model
 

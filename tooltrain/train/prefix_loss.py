@@ -15,7 +15,7 @@ and the same gradients with less work:
    computed only in a window over each row's answer: `answer_window` positions from
    the row's first loss position, gathered per row (a fixed width, so the compiled
    step keeps static shapes). The prompt's positions before it carry no loss.
-4. for Llama-shaped blocks (llama, qwen2) the loss runs each block itself, every
+4. for Llama-shaped blocks (llama, qwen2) on the CPU the loss runs each block itself, every
    exponential (attention's softmax, SiLU, the cross-entropy's log-sum-exp) taken as a
    power of two (tooltrain.model.fast_blocks): 0.83x the time of a step here, the same
    loss and gradients to float32 rounding (tests/test_train.py).
@@ -114,7 +114,7 @@ def make_shared_prefix_loss(model, prefix: list[int], window: int | None = None)
         return default_loss
     p = len(prefix)
     frozen = frozen_block_count(model)
-    fast = fast_blocks.fits(model)
+    fast = fast_blocks.pays(model)
 
     def run(layer, x, cache):
         return fast_blocks.block(layer, x, "causal", cache) if fast else layer(x, "causal", cache=cache)
